@@ -1,0 +1,1 @@
+"""ANB Rising Stars Showcase."""

@@ -1,0 +1,24 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from anb import health
+from anb.core.handlers import install_error_handlers
+from anb.public.router import router as public_router
+from anb.storage.router import router as files_router
+from anb.users.router import router as users_router
+from anb.videos.router import router as videos_router
+
+DESCRIPTION = """Players upload skill videos; the public votes; rankings by city pick who plays
+the ANB Rising Stars Showcase. Sign in with `/api/auth/login` and send the token as
+`Authorization: Bearer <token>`."""
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="ANB Rising Stars Showcase API", version="1.0.0", description=DESCRIPTION)
+    install_error_handlers(app)
+    for router in (health.router, users_router, videos_router, public_router, files_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,19 @@
+"""Caches: in-process memory (embedded) or Redis."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from anb.cache.base import Cache
+from anb.cache.memory import MemoryCache
+from anb.core.settings import get_settings
+
+__all__ = ["Cache", "get_cache"]
+
+
+@lru_cache
+def get_cache() -> Cache:
+    url = get_settings().cache_url
+    if not url.startswith("memory://"):
+        raise NotImplementedError(f"cache {url!r} is not available yet")
+    return MemoryCache()

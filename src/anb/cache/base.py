@@ -1,0 +1,17 @@
+"""The cache interface: string values with a time to live, and counters."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Cache(Protocol):
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str, *, ttl_seconds: int) -> None: ...
+
+    def incr(self, key: str) -> int:
+        """Add one to a counter (created at 0) and return it."""
+
+    def check(self) -> None:
+        """Raise if the cache cannot be reached (readiness)."""

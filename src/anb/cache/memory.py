@@ -1,0 +1,44 @@
+"""A bounded in-process cache for the embedded mode."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from threading import Lock
+
+
+class MemoryCache:
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._counters: dict[str, int] = {}  # never evicted: a reset counter could revive old keys
+        self._max_entries = max_entries
+        self._lock = Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            if key in self._counters:
+                return str(self._counters[key])
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            expires_at, value = entry
+            if expires_at <= time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return value
+
+    def set(self, key: str, value: str, *, ttl_seconds: int) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ttl_seconds, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def incr(self, key: str) -> int:
+        with self._lock:
+            self._counters[key] = self._counters.get(key, 0) + 1
+            return self._counters[key]
+
+    def check(self) -> None:
+        return None

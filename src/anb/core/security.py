@@ -1,0 +1,74 @@
+"""Password hashing (argon2id) and access tokens (JWT, HS256 only)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from functools import lru_cache
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from anb.core.errors import Unauthorized
+from anb.core.settings import get_settings
+
+ALGORITHM = "HS256"
+INVALID_TOKEN = "Token inválido o expirado."
+
+
+@lru_cache
+def _hasher() -> PasswordHasher:
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@lru_cache
+def dummy_password_hash() -> str:
+    """Verified against when the email is unknown, so both failures take the same time."""
+    return hash_password("not-a-real-password")
+
+
+def create_access_token(subject: str) -> str:
+    settings = get_settings()
+    now = int(time.time())
+    claims = {"sub": subject, "iat": now, "exp": now + settings.jwt_ttl_seconds}
+    return jwt.encode(claims, settings.signing_secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str) -> str:
+    """The token's subject (a user id); `Unauthorized` for anything tampered, expired or odd."""
+    try:
+        claims = jwt.decode(
+            token,
+            get_settings().signing_secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "iat"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(INVALID_TOKEN) from exc
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise Unauthorized(INVALID_TOKEN)
+    return subject
+
+
+def sign(message: str) -> str:
+    """HMAC-SHA256 of `message` under a key derived from the signing secret (not the JWT key)."""
+    key = hashlib.sha256(b"anb-file-urls:" + get_settings().signing_secret.encode()).digest()
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def signature_matches(message: str, signature: str) -> bool:
+    return hmac.compare_digest(sign(message), signature)

@@ -1,0 +1,74 @@
+"""Configuration: every setting comes from an `ANB_` environment variable."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANB_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    data_dir: Path = Path(".anb")
+    database_url: str | None = None
+    storage_url: str | None = None
+    queue_url: str = "local"
+    cache_url: str = "memory://"
+    jwt_secret: str | None = None
+    jwt_ttl_seconds: int = Field(3600, ge=60)
+    url_ttl_seconds: int = Field(3600, ge=60)
+    upload_max_bytes: int = Field(100 * MIB, ge=1)
+    upload_min_seconds: float = Field(20, ge=0)
+    upload_max_seconds: float = Field(60, gt=0)
+    upload_min_short_side: int = Field(1080, ge=1)
+    ffmpeg: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'anb.db'}"
+
+    @property
+    def media_dir(self) -> Path:
+        return Path(self.storage_url) if self.storage_url else self.data_dir / "media"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space for uploads in flight, on the data dir's file system."""
+        return self.data_dir / "tmp"
+
+    @cached_property
+    def signing_secret(self) -> str:
+        """The JWT secret; when unset, a random one created once and kept in the data dir."""
+        return self.jwt_secret or _persistent_secret(self.data_dir / "jwt-secret")
+
+
+def _persistent_secret(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    draft.write_text(secrets.token_urlsafe(48))
+    draft.chmod(0o600)
+    try:
+        os.link(draft, path)  # atomic and exclusive: concurrent starters agree on one secret
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,12 @@
+"""Text helpers shared by the domains."""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def search_key(text: str) -> str:
+    """Fold case, accents and spacing so that "Bogotá", "BOGOTA" and " bogota " match."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(stripped.casefold().split())

@@ -1,0 +1,143 @@
+"""Upload validation: is it an MP4 with a whole video stream of the accepted length and size?
+
+The container is judged by walking its ISO-BMFF boxes (a truncated file is caught exactly,
+wherever it was cut); stream facts come from the ffmpeg binary, which demuxes the whole file
+by stream copy (fast: nothing is decoded) and fails on packets that are missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from anb.core.errors import InvalidInput
+from anb.processing.ffmpeg import ffmpeg_exe
+
+PROBE_TIMEOUT_SECONDS = 120
+_MAX_BOXES = 100_000
+_DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+_VIDEO_STREAM = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float
+    width: int
+    height: int
+    codec: str
+
+    @property
+    def short_side(self) -> int:
+        return min(self.width, self.height)
+
+
+@dataclass(frozen=True)
+class UploadRules:
+    min_seconds: float
+    max_seconds: float
+    min_short_side: int
+
+
+class UnacceptableVideo(InvalidInput):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"video_file: {reason}")
+
+
+NOT_MP4 = "el archivo no es un video MP4."
+DAMAGED = "el archivo está incompleto o dañado."
+NO_VIDEO = "el archivo no contiene una pista de video."
+
+
+def check_upload(path: Path, rules: UploadRules) -> MediaInfo:
+    """The file's facts when it is acceptable; `UnacceptableVideo` saying why otherwise."""
+    check_iso_bmff(path)
+    info = probe(path)
+    _check_rules(info, rules)
+    return info
+
+
+def check_iso_bmff(path: Path) -> None:
+    """Walk the top-level boxes: `ftyp` first, a `moov`, and sizes that end exactly at EOF."""
+    file_size = path.stat().st_size
+    seen: list[bytes] = []
+    with path.open("rb") as handle:
+        offset = 0
+        while offset < file_size:
+            box_type, box_size = _read_box_header(handle, offset, file_size)
+            if not seen and box_type != b"ftyp":
+                raise UnacceptableVideo(NOT_MP4)
+            seen.append(box_type)
+            if offset + box_size > file_size or len(seen) > _MAX_BOXES:
+                break
+            offset += box_size
+        else:
+            if b"moov" in seen:
+                return
+    raise UnacceptableVideo(DAMAGED if seen else NOT_MP4)
+
+
+def _read_box_header(handle, offset: int, file_size: int) -> tuple[bytes, int]:
+    handle.seek(offset)
+    header = handle.read(16)
+    if len(header) < 8:
+        raise UnacceptableVideo(DAMAGED if offset else NOT_MP4)
+    size, box_type = struct.unpack(">I4s", header[:8])
+    if not all(0x20 <= byte < 0x7F for byte in box_type):
+        raise UnacceptableVideo(DAMAGED if offset else NOT_MP4)
+    if size == 1 and len(header) == 16:
+        size = struct.unpack(">Q", header[8:16])[0]
+    elif size == 0:  # "to the end of the file": only allowed for the last box
+        size = file_size - offset
+    if size < 8:
+        raise UnacceptableVideo(DAMAGED if offset else NOT_MP4)
+    return box_type, size
+
+
+def probe(path: Path) -> MediaInfo:
+    command = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-xerror",
+        "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-",
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, errors="replace",
+            timeout=PROBE_TIMEOUT_SECONDS, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise UnacceptableVideo(DAMAGED) from exc
+    return parse_probe_output(result.stderr, result.returncode)
+
+
+def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
+    header = stderr.split("Stream mapping:", 1)[0]
+    if "Input #0, mov,mp4" not in header:
+        raise UnacceptableVideo(NOT_MP4)
+    stream = _VIDEO_STREAM.search(header)
+    if stream is None:
+        raise UnacceptableVideo(NO_VIDEO)
+    duration = _DURATION.search(header)
+    if duration is None or returncode != 0:
+        raise UnacceptableVideo(DAMAGED)
+    hours, minutes, seconds = duration.groups()
+    return MediaInfo(
+        duration=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
+        width=int(stream.group(2)),
+        height=int(stream.group(3)),
+        codec=stream.group(1),
+    )
+
+
+def _check_rules(info: MediaInfo, rules: UploadRules) -> None:
+    if not rules.min_seconds <= info.duration <= rules.max_seconds:
+        raise UnacceptableVideo(
+            f"el video dura {info.duration:.1f} s; la duración debe estar entre "
+            f"{rules.min_seconds:g} y {rules.max_seconds:g} segundos."
+        )
+    if info.short_side < rules.min_short_side:
+        raise UnacceptableVideo(
+            f"la resolución es {info.width}x{info.height}; se requiere {rules.min_short_side}p "
+            f"o más (el lado menor debe medir al menos {rules.min_short_side} px)."
+        )

@@ -1,0 +1,66 @@
+"""Storage in a local directory, with HMAC-signed expiring URLs served by the API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from anb.core.security import sign, signature_matches
+
+FILES_ROUTE = "/api/files/"
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError(f"invalid storage key: {key!r}")
+        return path
+
+    def put_file(self, source: Path, key: str) -> None:
+        target = self.path_of(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        shutil.move(source, partial)  # a rename when source is on the same file system
+        os.replace(partial, target)  # readers never see a half-written object
+
+    def get_file(self, key: str, target: Path) -> None:
+        shutil.copyfile(self.path_of(key), target)
+
+    def exists(self, key: str) -> bool:
+        return self.path_of(key).is_file()
+
+    def delete(self, *keys: str) -> None:
+        for key in keys:
+            path = self.path_of(key)
+            path.unlink(missing_ok=True)
+            _remove_empty_parents(path.parent, self.root)
+
+    def url(self, key: str, *, expires_in: int, base_url: str) -> str:
+        expires = int(time.time()) + expires_in
+        query = urlencode({"expires": expires, "signature": sign(f"{key}\n{expires}")})
+        return f"{base_url.rstrip('/')}{FILES_ROUTE}{quote(key)}?{query}"
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise OSError(f"{self.root} is not writable")
+
+
+def signed_url_is_valid(key: str, expires: int, signature: str) -> bool:
+    return expires >= time.time() and signature_matches(f"{key}\n{expires}", signature)
+
+
+def _remove_empty_parents(directory: Path, root: Path) -> None:
+    while directory != root and directory.is_relative_to(root):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent

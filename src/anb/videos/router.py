@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from anb.core.deps import (
+    CurrentUser,
+    FileUrls,
+    QueueDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    VideoId,
+)
+from anb.core.errors import InvalidInput
+from anb.core.multipart import read_multipart
+from anb.core.responses import error_responses
+from anb.processing.probe import UploadRules
+from anb.videos import service
+from anb.videos.models import Video
+from anb.videos.schemas import UploadAccepted, VideoDeleted, VideoRead, VideoSummary
+
+router = APIRouter(prefix="/api/videos", tags=["videos"])
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["video_file", "title"],
+                "properties": {
+                    "video_file": {"type": "string", "format": "binary"},
+                    "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                },
+            }
+        }
+    },
+}
+
+
+@router.post(
+    "/upload",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadAccepted,
+    responses=error_responses(400, 401, 503),
+    openapi_extra={"requestBody": UPLOAD_BODY},
+    summary="Upload a skill video (MP4, 20-60 s, 1080p or better, up to 100 MB)",
+)
+async def upload_video(
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    queue: QueueDep,
+) -> UploadAccepted:
+    form = await read_multipart(
+        request.headers.get("content-type", ""),
+        request.headers.get("content-length"),
+        request.stream(),
+        file_field="video_file",
+        max_file_bytes=settings.upload_max_bytes,
+        tmp_dir=settings.tmp_dir,
+    )
+    try:
+        if "video_file" not in form.files:
+            raise InvalidInput("video_file: campo requerido (archivo de video MP4).")
+        title = service.clean_title(form.fields.get("title"))
+        rules = UploadRules(
+            min_seconds=settings.upload_min_seconds,
+            max_seconds=settings.upload_max_seconds,
+            min_short_side=settings.upload_min_short_side,
+        )
+        video = await run_in_threadpool(
+            lambda: service.accept_upload(
+                session,
+                owner=user,
+                title=title,
+                source=form.files["video_file"],
+                rules=rules,
+                storage=storage,
+                queue=queue,
+            )
+        )
+    finally:
+        form.discard()
+    return UploadAccepted(
+        message="Video subido correctamente. Procesamiento en curso.",
+        task_id=video.task_id,
+        video_id=video.id,
+    )
+
+
+@router.get("", response_model=list[VideoSummary], responses=error_responses(401))
+def list_my_videos(user: CurrentUser, session: SessionDep, urls: FileUrls) -> list[VideoSummary]:
+    """The signed-in player's videos, newest first."""
+    return [
+        VideoSummary(**_common_fields(video), processed_url=urls(video.processed_key))
+        for video in service.list_videos(session, owner=user)
+    ]
+
+
+@router.get("/{video_id}", response_model=VideoRead, responses=error_responses(401, 403, 404))
+def get_my_video(
+    video_id: VideoId, user: CurrentUser, session: SessionDep, urls: FileUrls
+) -> VideoRead:
+    video = service.get_own_video(session, owner=user, video_id=video_id)
+    return VideoRead(
+        **_common_fields(video),
+        original_url=urls(video.original_key),
+        processed_url=urls(video.processed_key),
+    )
+
+
+@router.delete(
+    "/{video_id}", response_model=VideoDeleted, responses=error_responses(400, 401, 403, 404)
+)
+def delete_my_video(
+    video_id: VideoId, user: CurrentUser, session: SessionDep, storage: StorageDep
+) -> VideoDeleted:
+    """Allowed until the video is published (processed)."""
+    service.delete_video(session, owner=user, video_id=video_id, storage=storage)
+    return VideoDeleted(message="El video ha sido eliminado exitosamente.", video_id=video_id)
+
+
+def _common_fields(video: Video) -> dict:
+    return {
+        "video_id": video.id,
+        "title": video.title,
+        "status": video.status,
+        "error": video.error,
+        "uploaded_at": video.uploaded_at,
+        "processed_at": video.processed_at,
+        "votes": video.votes,
+    }

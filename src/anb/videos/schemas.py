@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
+
+from anb.core.responses import Timestamp
+from anb.videos.models import VideoStatus
+
+
+class _OmitsErrorUnlessFailed(BaseModel):
+    error: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_error(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("error") is None:
+            data.pop("error", None)
+        return data
+
+
+class VideoSummary(_OmitsErrorUnlessFailed):
+    """One of the player's videos, in their list."""
+
+    video_id: str
+    title: str
+    status: VideoStatus
+    uploaded_at: Timestamp
+    processed_at: Timestamp | None
+    processed_url: str | None
+    votes: int
+
+
+class VideoRead(VideoSummary):
+    original_url: str | None
+
+
+class UploadAccepted(BaseModel):
+    message: str
+    task_id: str
+    video_id: str
+
+
+class VideoDeleted(BaseModel):
+    message: str
+    video_id: str

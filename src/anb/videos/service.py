@@ -1,0 +1,133 @@
+"""VideoService: a player's uploads, their list, one video, deletion."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from anb.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from anb.processing.probe import UploadRules, check_upload
+from anb.queue import JobQueue
+from anb.storage import Storage
+from anb.users.models import User, new_id
+from anb.videos.models import Video, VideoStatus, original_key_for, processed_key_for
+
+log = logging.getLogger(__name__)
+
+TITLE_MAX_CHARS = 200
+
+
+class VideoNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Video no encontrado.")
+
+
+class NotYourVideo(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("No tienes permiso sobre este video: pertenece a otro jugador.")
+
+
+class VideoAlreadyPublished(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__(
+            "El video ya fue procesado y publicado para votación; no se puede eliminar."
+        )
+
+
+class EnqueueFailed(Unavailable):
+    def __init__(self) -> None:
+        super().__init__("No se pudo encolar el procesamiento del video; inténtalo de nuevo.")
+
+
+class StorageFailed(Unavailable):
+    def __init__(self) -> None:
+        super().__init__("No se pudo guardar el video; inténtalo de nuevo en unos minutos.")
+
+
+def clean_title(title: str | None) -> str:
+    cleaned = (title or "").strip()
+    if not cleaned:
+        raise InvalidInput("title: campo requerido (texto de 1 a 200 caracteres).")
+    if len(cleaned) > TITLE_MAX_CHARS:
+        raise InvalidInput(f"title: máximo {TITLE_MAX_CHARS} caracteres.")
+    return cleaned
+
+
+def accept_upload(
+    session: Session,
+    *,
+    owner: User,
+    title: str,
+    source: Path,
+    rules: UploadRules,
+    storage: Storage,
+    queue: JobQueue,
+) -> Video:
+    """Validate the file, store it, record the video and enqueue its processing job.
+
+    Whatever fails, nothing half-done stays behind: no object without a row, no row
+    without a job."""
+    check_upload(source, rules)
+    video = Video(
+        id=new_id(),
+        task_id=new_id(),
+        owner_id=owner.id,
+        title=title,
+        original_bytes=source.stat().st_size,
+    )
+    video.original_key = original_key_for(video.id)
+    try:
+        storage.put_file(source, video.original_key)
+    except Exception as exc:
+        log.exception("storing an upload failed", extra={"video_id": video.id})
+        raise StorageFailed() from exc
+    try:
+        session.add(video)
+        session.commit()
+    except Exception:
+        session.rollback()
+        storage.delete(video.original_key)
+        raise
+    try:
+        queue.send({"video_id": video.id, "task_id": video.task_id})
+    except Exception as exc:
+        log.exception("enqueue failed", extra={"video_id": video.id})
+        _remove(session, storage, video)
+        raise EnqueueFailed() from exc
+    return video
+
+
+def list_videos(session: Session, *, owner: User) -> list[Video]:
+    query = (
+        select(Video).where(Video.owner_id == owner.id).order_by(Video.uploaded_at.desc(), Video.id)
+    )
+    return list(session.scalars(query))
+
+
+def get_own_video(session: Session, *, owner: User, video_id: str) -> Video:
+    video = session.get(Video, video_id)
+    if video is None:
+        raise VideoNotFound()
+    if video.owner_id != owner.id:
+        raise NotYourVideo()
+    return video
+
+
+def delete_video(session: Session, *, owner: User, video_id: str, storage: Storage) -> None:
+    video = get_own_video(session, owner=owner, video_id=video_id)
+    if video.status == VideoStatus.processed:
+        raise VideoAlreadyPublished()
+    _remove(session, storage, video)
+
+
+def _remove(session: Session, storage: Storage, video: Video) -> None:
+    """Delete the row first (its URLs then lead nowhere), then the files."""
+    session.delete(video)
+    session.commit()
+    try:
+        storage.delete(video.original_key, processed_key_for(video.id))
+    except Exception:
+        log.exception("could not delete the files of a deleted video", extra={"video_id": video.id})
