@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from threading import Lock
 
@@ -85,6 +86,7 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+@contextmanager
 def session_scope() -> Iterator[Session]:
     """One session per request or job; the caller commits, anything unfinished rolls back."""
     session = sessionmaker(get_engine(), expire_on_commit=False)()

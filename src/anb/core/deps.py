@@ -24,7 +24,8 @@ _bearer = HTTPBearer(auto_error=False, description="The access token from /api/a
 
 
 def get_session() -> Iterator[Session]:
-    yield from session_scope()
+    with session_scope() as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

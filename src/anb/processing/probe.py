@@ -19,6 +19,7 @@ from anb.processing.ffmpeg import ffmpeg_exe
 PROBE_TIMEOUT_SECONDS = 120
 _MAX_BOXES = 100_000
 _DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+_FRAMES = re.compile(r"frame=\s*(\d+)")
 _VIDEO_STREAM = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
 
 
@@ -119,7 +120,7 @@ def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
     if stream is None:
         raise UnacceptableVideo(NO_VIDEO)
     duration = _DURATION.search(header)
-    if duration is None or returncode != 0:
+    if duration is None or returncode != 0 or _samples_missing(stderr):
         raise UnacceptableVideo(DAMAGED)
     hours, minutes, seconds = duration.groups()
     return MediaInfo(
@@ -128,6 +129,13 @@ def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
         height=int(stream.group(3)),
         codec=stream.group(1),
     )
+
+
+def _samples_missing(stderr: str) -> bool:
+    """Whole boxes can still index samples past the end of the file: ffmpeg then reports a
+    "partial file" and copies fewer (or no) frames."""
+    frames = _FRAMES.findall(stderr)
+    return "partial file" in stderr or not frames or int(frames[-1]) == 0
 
 
 def _check_rules(info: MediaInfo, rules: UploadRules) -> None:

@@ -1,0 +1,210 @@
+"""Shared fixtures: the app on SQLite and on PostgreSQL, generated clips, signed-in players."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import text, update
+
+from anb.api import create_app
+from anb.cache import get_cache
+from anb.core.db import dispose_engines, session_scope
+from anb.core.migrations import upgrade_to_head
+from anb.core.settings import get_settings
+from anb.public.service import invalidate_views_of
+from anb.queue import get_queue
+from anb.storage import get_storage
+from anb.users.models import User
+from anb.videos.models import Video, VideoStatus
+from tests.clips import Clips, make_clips
+
+POSTGRES_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "postgres"}
+REQUIRE_SERVICES = os.environ.get("ANB_REQUIRE_SERVICES") == "1"
+PASSWORD = "s3guro-y-largo"
+
+
+def services_missing(reason: str) -> None:
+    """Skip when a real service is absent, but fail in CI (ANB_REQUIRE_SERVICES=1)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (ANB_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def reset_process_state() -> None:
+    """Forget cached settings, engines and adapters so the next use reads the environment."""
+    for provider in (get_settings, get_storage, get_queue, get_cache):
+        provider.cache_clear()
+    dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Clips:
+    return make_clips(tmp_path_factory.mktemp("clips"))
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    import pg8000.native
+
+    try:
+        admin = pg8000.native.Connection(**POSTGRES_ADMIN, timeout=5)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "absent"
+        services_missing(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    name = f"anb_test_{uuid.uuid4().hex[:12]}"
+    admin.run(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}"
+    finally:
+        dispose_engines()
+        admin.run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'anb.db'}"
+        return
+    url = request.getfixturevalue("postgres_database")
+    yield url
+    _truncate(url)
+
+
+def _truncate(url: str) -> None:
+    from anb.core.db import build_engine
+
+    engine = build_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE votes, videos, users CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str):
+    """Point the app at a fresh data dir and the given database; returns a re-configurer."""
+
+    def apply(**overrides: str) -> None:
+        env = {
+            "ANB_DATA_DIR": str(tmp_path / "data"),
+            "ANB_DATABASE_URL": database_url,
+            "ANB_JWT_SECRET": "test-secret-" + "x" * 32,
+            **overrides,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        reset_process_state()
+
+    apply()
+    upgrade_to_head()
+    yield apply
+    reset_process_state()
+
+
+@pytest.fixture
+def client(configure) -> Iterator[TestClient]:
+    with TestClient(create_app(), base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@dataclass
+class Player:
+    user_id: str
+    email: str
+    headers: dict[str, str]
+
+
+def signup(client: TestClient | httpx.Client, **fields: str) -> Player:
+    data = {
+        "first_name": "Ana",
+        "last_name": "Pérez",
+        "email": f"{uuid.uuid4().hex[:10]}@example.com",
+        "password1": PASSWORD,
+        "password2": PASSWORD,
+        "city": "Bogotá",
+        "country": "Colombia",
+        **fields,
+    }
+    created = client.post("/api/auth/signup", json=data)
+    assert created.status_code == 201, created.text
+    login = client.post("/api/auth/login", json={"email": data["email"], "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    token = login.json()["access_token"]
+    return Player(created.json()["user_id"], data["email"], {"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def player(client: TestClient) -> Player:
+    return signup(client)
+
+
+def upload(
+    client: TestClient | httpx.Client, player: Player, path: Path, title: str = "Mi jugada"
+) -> httpx.Response:
+    with path.open("rb") as handle:
+        return client.post(
+            "/api/videos/upload",
+            headers=player.headers,
+            files={"video_file": (path.name, handle, "video/mp4")},
+            data={"title": title},
+        )
+
+
+def publish(video_id: str) -> None:
+    """Mark a video processed as the worker does (its original stands in for the output)."""
+    with session_scope() as session:
+        video = session.get(Video, video_id)
+        session.execute(
+            update(Video)
+            .where(Video.id == video_id)
+            .values(
+                status=VideoStatus.processed,
+                processed_key=video.original_key,
+                processed_at=datetime.now(UTC),
+            )
+        )
+        owner = session.get(User, video.owner_id)
+        session.commit()
+        invalidate_views_of(get_cache(), owner)
+
+
+def upload_public(client: TestClient, player: Player, path: Path, title: str = "Jugada") -> str:
+    response = upload(client, player, path, title)
+    assert response.status_code == 201, response.text
+    video_id = response.json()["video_id"]
+    publish(video_id)
+    return video_id
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(configure) -> Iterator[str]:
+    """The app under a real uvicorn server in a thread, for tests of real concurrency."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

@@ -1,0 +1,71 @@
+"""Shared plumbing: text folding, the memory cache, settings and the persistent secret."""
+
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from anb.cache.memory import MemoryCache
+from anb.core.settings import Settings
+from anb.core.text import search_key
+
+
+@pytest.mark.parametrize(
+    ("raw", "folded"),
+    [("Bogotá", "bogota"), ("  MEDELLÍN ", "medellin"), ("São  Paulo", "sao paulo"), ("Ñuñoa", "nunoa")],
+)
+def test_search_key_folds_case_accents_and_spaces(raw: str, folded: str) -> None:
+    assert search_key(raw) == folded
+
+
+def test_memory_cache_expires_entries_and_evicts_the_least_recent() -> None:
+    cache = MemoryCache(max_entries=2)
+    cache.set("a", "1", ttl_seconds=60)
+    cache.set("b", "2", ttl_seconds=60)
+    assert cache.get("a") == "1"  # "b" is now the least recent
+    cache.set("c", "3", ttl_seconds=60)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == ("1", None, "3")
+    cache.set("d", "4", ttl_seconds=0)
+    assert cache.get("d") is None
+
+
+def test_memory_cache_counters_survive_eviction() -> None:
+    cache = MemoryCache(max_entries=1)
+    assert cache.incr("gen") == 1
+    for index in range(5):
+        cache.set(f"k{index}", "v", ttl_seconds=60)
+    assert cache.incr("gen") == 2
+    assert cache.get("gen") == "2"
+
+
+def test_unset_jwt_secret_is_random_persistent_and_private(tmp_path: Path) -> None:
+    first = Settings(data_dir=tmp_path).signing_secret
+    second = Settings(data_dir=tmp_path).signing_secret
+    assert first == second and len(first) >= 43
+    assert Settings(data_dir=tmp_path / "other").signing_secret != first
+    mode = stat.S_IMODE(os.stat(tmp_path / "jwt-secret").st_mode)
+    assert mode == 0o600
+
+
+def test_concurrent_starters_agree_on_one_secret(tmp_path: Path) -> None:
+    secrets: list[str] = []
+    start = time.monotonic() + 0.1
+
+    def read() -> None:
+        time.sleep(max(0.0, start - time.monotonic()))
+        secrets.append(Settings(data_dir=tmp_path).signing_secret)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(secrets)) == 1
+
+
+def test_a_configured_secret_wins(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path, jwt_secret="configured").signing_secret == "configured"
+    assert not (tmp_path / "jwt-secret").exists()
