@@ -24,7 +24,10 @@ class Clips:
 
 
 def encode(target: Path, *, width: int, height: int, seconds: float, extra: tuple = ()) -> Path:
-    box = f"drawbox=x='mod(t*200,{max(width - 200, 1)})':y={height // 3}:w=200:h=200:color=orange:t=fill"
+    box = (
+        f"drawbox=x='mod(t*200,{max(width - 200, 1)})':y={height // 3}"
+        ":w=200:h=200:color=orange:t=fill"
+    )
     command = [
         ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
         "-f", "lavfi", "-i", f"color=c=0x1d3557:s={width}x{height}:r=10:d={seconds}",
@@ -37,7 +40,9 @@ def encode(target: Path, *, width: int, height: int, seconds: float, extra: tupl
 
 def make_clips(directory: Path) -> Clips:
     faststart = ("-movflags", "+faststart")
-    landscape = encode(directory / "landscape.mp4", width=1920, height=1080, seconds=21, extra=faststart)
+    landscape = encode(
+        directory / "landscape.mp4", width=1920, height=1080, seconds=21, extra=faststart
+    )
     truncated = directory / "truncated.mp4"
     data = landscape.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
@@ -60,7 +65,11 @@ def make_clips(directory: Path) -> Clips:
         low_res=encode(directory / "low_res.mp4", width=1280, height=720, seconds=21),
         audio_only=audio_only,
         matroska=encode(
-            directory / "matroska.mp4", width=1920, height=1080, seconds=21, extra=("-f", "matroska")
+            directory / "matroska.mp4",
+            width=1920,
+            height=1080,
+            seconds=21,
+            extra=("-f", "matroska"),
         ),
         text=text,
         truncated=truncated,

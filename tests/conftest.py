@@ -61,7 +61,7 @@ def postgres_database() -> Iterator[str]:
 
     try:
         admin = pg8000.native.Connection(**POSTGRES_ADMIN, timeout=5)
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "absent"
+    except Exception as exc:
         services_missing(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
     name = f"anb_test_{uuid.uuid4().hex[:12]}"
     admin.run(f"CREATE DATABASE {name}")

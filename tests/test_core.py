@@ -15,7 +15,12 @@ from anb.core.text import search_key
 
 @pytest.mark.parametrize(
     ("raw", "folded"),
-    [("Bogotá", "bogota"), ("  MEDELLÍN ", "medellin"), ("São  Paulo", "sao paulo"), ("Ñuñoa", "nunoa")],
+    [
+        ("Bogotá", "bogota"),
+        ("  MEDELLÍN ", "medellin"),
+        ("São  Paulo", "sao paulo"),
+        ("Ñuñoa", "nunoa"),
+    ],
 )
 def test_search_key_folds_case_accents_and_spaces(raw: str, folded: str) -> None:
     assert search_key(raw) == folded

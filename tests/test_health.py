@@ -17,7 +17,9 @@ def test_readiness_names_every_component(client: TestClient) -> None:
     }
 
 
-def test_readiness_is_503_and_names_the_database_when_it_is_down(client: TestClient, configure) -> None:
+def test_readiness_is_503_and_names_the_database_when_it_is_down(
+    client: TestClient, configure
+) -> None:
     configure(ANB_DATABASE_URL="postgresql+pg8000://nobody@127.0.0.1:1/none")
     response = client.get("/api/health/ready")
     assert response.status_code == 503

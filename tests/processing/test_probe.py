@@ -45,7 +45,9 @@ def test_a_file_cut_exactly_between_boxes_is_damaged(clips: Clips, tmp_path: Pat
 
 def test_trailing_padding_box_is_fine(clips: Clips, tmp_path: Path) -> None:
     padded = tmp_path / "padded.mp4"
-    padded.write_bytes(clips.landscape.read_bytes() + struct.pack(">I4s", 1024, b"free") + bytes(1016))
+    padded.write_bytes(
+        clips.landscape.read_bytes() + struct.pack(">I4s", 1024, b"free") + bytes(1016)
+    )
     assert check_upload(padded, RULES).width == 1920
 
 
@@ -57,7 +59,10 @@ def test_trailing_padding_box_is_fine(clips: Clips, tmp_path: Path) -> None:
         (struct.pack(">I4s", 16, b"moov") + bytes(8), NOT_MP4),  # no ftyp first
         (struct.pack(">I4s", 16, b"ftyp") + bytes(8), DAMAGED),  # no moov
         (struct.pack(">I4s", 4, b"ftyp") + bytes(8), NOT_MP4),  # impossible size
-        (struct.pack(">I4s", 16, b"ftyp") + bytes(8) + struct.pack(">I4s", 99, b"mo\x00v"), DAMAGED),
+        (
+            struct.pack(">I4s", 16, b"ftyp") + bytes(8) + struct.pack(">I4s", 99, b"mo\x00v"),
+            DAMAGED,
+        ),
         (struct.pack(">I4s", 16, b"ftyp") + bytes(8) + struct.pack(">I4s", 4096, b"moov"), DAMAGED),
     ],
 )

@@ -40,7 +40,9 @@ def test_city_and_country_filters_ignore_case_and_accents(client: TestClient, cl
     }
 
     def listed(**params: str) -> set[str]:
-        return {video["video_id"] for video in client.get("/api/public/videos", params=params).json()}
+        return {
+            video["video_id"] for video in client.get("/api/public/videos", params=params).json()
+        }
 
     assert listed(city="BOGOTA") == {ids["b"]}
     assert listed(city="  medellin ") == {ids["m"]}
@@ -50,7 +52,9 @@ def test_city_and_country_filters_ignore_case_and_accents(client: TestClient, cl
     assert listed() == set(ids.values())
 
 
-def test_public_list_pages_with_total_count(client: TestClient, player: Player, clips: Clips) -> None:
+def test_public_list_pages_with_total_count(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
     ids = [upload_public(client, player, clips.landscape, f"V{i}") for i in range(5)]
     first = client.get("/api/public/videos", params={"limit": 2})
     assert first.headers["X-Total-Count"] == "5"
@@ -79,7 +83,9 @@ def test_invalid_query_parameters_are_400(
     assert response.json()["detail"] == f"Parámetro inválido en la consulta: {which}"
 
 
-def test_a_vote_counts_once_and_shows_at_once(client: TestClient, player: Player, clips: Clips) -> None:
+def test_a_vote_counts_once_and_shows_at_once(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
     video_id = upload_public(client, player, clips.landscape)
     voter = signup(client, email="fan@example.com")
     assert client.get("/api/public/rankings").json()[0]["votes"] == 0  # now cached
@@ -146,7 +152,13 @@ def test_rankings_share_positions_on_ties_and_page_from_the_top(
 ) -> None:
     players = {
         name: signup(client, first_name=name, last_name="Test", city=city)
-        for name, city in (("A", "Cali"), ("B", "Cali"), ("C", "Bogotá"), ("D", "Cali"), ("E", "Cali"))
+        for name, city in (
+            ("A", "Cali"),
+            ("B", "Cali"),
+            ("C", "Bogotá"),
+            ("D", "Cali"),
+            ("E", "Cali"),
+        )
     }
     videos = {name: upload_public(client, who, clips.landscape) for name, who in players.items()}
     extra = upload_public(client, players["A"], clips.landscape)  # votes add up per player

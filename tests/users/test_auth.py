@@ -136,7 +136,7 @@ def test_no_token_or_a_malformed_header_is_401(client: TestClient) -> None:
 
 
 def test_tampered_token_is_401(client: TestClient, player: Player) -> None:
-    header, payload, signature = _token(player).split(".")
+    header, _, signature = _token(player).split(".")
     claims = jwt.decode(_token(player), options={"verify_signature": False})
     forged = jwt.encode({**claims, "sub": "someone-else"}, "guess-" + "z" * 32, algorithm="HS256")
     tampered = f"{header}.{forged.split('.')[1]}.{signature}"
@@ -178,9 +178,13 @@ def test_concurrent_signups_with_one_email_create_one_user(live_server: str) -> 
     import httpx
 
     data = {**SIGNUP, "email": "race@example.com"}
-    with httpx.Client(base_url=live_server, timeout=30) as http:
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            codes = list(pool.map(lambda _: http.post("/api/auth/signup", json=data).status_code, range(8)))
+    with (
+        httpx.Client(base_url=live_server, timeout=30) as http,
+        concurrent.futures.ThreadPoolExecutor(8) as pool,
+    ):
+        codes = list(
+            pool.map(lambda _: http.post("/api/auth/signup", json=data).status_code, range(8))
+        )
     assert sorted(codes) == [201] + [400] * 7
 
 

@@ -140,7 +140,7 @@ def test_a_malformed_multipart_body_is_400(client: TestClient, player: Player) -
     response = client.post(
         "/api/videos/upload",
         headers={**player.headers, "Content-Type": "multipart/form-data; boundary=xyz"},
-        content=b"--xyz\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhola",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="title"\r\n\r\nhola',
     )
     assert response.status_code == 400
     assert "multipart/form-data" in response.json()["detail"]
@@ -190,7 +190,7 @@ class CountingBody:
         return {"type": "http.request", "body": b"\0" * self.chunk, "more_body": sent < self.total}
 
 
-async def _call(app, body: CountingBody, declared_length: int | None) -> tuple[int, dict]:  # noqa: ANN001
+async def _call(app, body: CountingBody, declared_length: int | None) -> tuple[int, dict]:
     headers = [
         (b"content-type", f"multipart/form-data; boundary={body.boundary}".encode()),
         (b"authorization", body.headers["Authorization"].encode()),

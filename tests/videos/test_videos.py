@@ -7,7 +7,15 @@ from anb.videos.models import Video, VideoStatus
 from tests.clips import Clips
 from tests.conftest import Player, publish, signup, upload
 
-SUMMARY_KEYS = {"video_id", "title", "status", "uploaded_at", "processed_at", "processed_url", "votes"}
+SUMMARY_KEYS = {
+    "video_id",
+    "title",
+    "status",
+    "uploaded_at",
+    "processed_at",
+    "processed_url",
+    "votes",
+}
 
 
 def _upload_id(client: TestClient, player: Player, clips: Clips, title: str) -> str:
@@ -48,7 +56,9 @@ def test_a_failed_video_carries_its_error(client: TestClient, player: Player, cl
     assert detail["error"] == "El video no se pudo leer."
 
 
-def test_one_video_with_working_signed_urls(client: TestClient, player: Player, clips: Clips) -> None:
+def test_one_video_with_working_signed_urls(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
     video_id = _upload_id(client, player, clips, "Detalle")
     response = client.get(f"/api/videos/{video_id}", headers=player.headers)
     assert response.status_code == 200
@@ -70,7 +80,9 @@ def test_one_video_with_working_signed_urls(client: TestClient, player: Player, 
     assert client.get(processed["processed_url"]).status_code == 200
 
 
-def test_file_urls_support_ranges_for_players(client: TestClient, player: Player, clips: Clips) -> None:
+def test_file_urls_support_ranges_for_players(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
     video_id = _upload_id(client, player, clips, "Rango")
     url = client.get(f"/api/videos/{video_id}", headers=player.headers).json()["original_url"]
     partial = client.get(url, headers={"Range": "bytes=0-99"})
@@ -86,7 +98,9 @@ def test_tampered_or_expired_file_urls_are_refused(
     query = parse_qs(urlsplit(url).query)
     path = urlsplit(url).path
     expires, signature = query["expires"][0], query["signature"][0]
-    assert client.get(f"{path}?expires={int(expires) + 10}&signature={signature}").status_code == 403
+    assert (
+        client.get(f"{path}?expires={int(expires) + 10}&signature={signature}").status_code == 403
+    )
     assert client.get(f"{path}?expires={expires}&signature={'0' * 64}").status_code == 403
     assert client.get(f"{path}?expires=1&signature={signature}").status_code == 403
     other_path = path.replace("original.mp4", "processed.mp4")
@@ -131,7 +145,9 @@ def test_deleting_removes_record_files_and_urls(
     assert client.delete(f"/api/videos/{video_id}", headers=player.headers).status_code == 404
 
 
-def test_a_published_video_cannot_be_deleted(client: TestClient, player: Player, clips: Clips) -> None:
+def test_a_published_video_cannot_be_deleted(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
     video_id = _upload_id(client, player, clips, "Publicado")
     publish(video_id)
     response = client.delete(f"/api/videos/{video_id}", headers=player.headers)
