@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,39 +41,51 @@ def encode(target: Path, *, width: int, height: int, seconds: float, extra: tupl
 
 
 def make_clips(directory: Path) -> Clips:
+    """Encode every clip (in parallel: each is one ffmpeg process) into `directory`."""
     faststart = ("-movflags", "+faststart")
-    landscape = encode(
-        directory / "landscape.mp4", width=1920, height=1080, seconds=21, extra=faststart
-    )
+    landscape, moov_at_end = directory / "landscape.mp4", directory / "moov_end.mp4"
+    jobs = {
+        "landscape": (landscape, 1920, 1080, 21, faststart),
+        "moov_at_end": (moov_at_end, 1920, 1080, 21, ()),
+        "portrait": (directory / "portrait.mp4", 1080, 1920, 21, ()),
+        "short": (directory / "short.mp4", 1920, 1080, 10, ()),
+        "long": (directory / "long.mp4", 1920, 1080, 65, ()),
+        "low_res": (directory / "low_res.mp4", 1280, 720, 21, ()),
+        "matroska": (directory / "matroska.mp4", 1920, 1080, 21, ("-f", "matroska")),
+    }
+    with ThreadPoolExecutor() as pool:
+        audio = pool.submit(_audio_only, directory / "audio_only.mp4")
+        futures = {
+            name: pool.submit(encode, path, width=w, height=h, seconds=s, extra=extra)
+            for name, (path, w, h, s, extra) in jobs.items()
+        }
+        made = {name: future.result() for name, future in futures.items()}
+        audio.result()
     truncated = directory / "truncated.mp4"
-    data = landscape.read_bytes()
-    truncated.write_bytes(data[: len(data) // 2])
-    moov_at_end = encode(directory / "moov_end.mp4", width=1920, height=1080, seconds=21)
+    truncated.write_bytes(landscape.read_bytes()[: landscape.stat().st_size // 2])
     cut = directory / "moov_end_truncated.mp4"
     cut.write_bytes(moov_at_end.read_bytes()[: moov_at_end.stat().st_size * 3 // 4])
     text = directory / "text.mp4"
     text.write_text("esto no es un video\n" * 100)
-    audio_only = directory / "audio_only.mp4"
-    subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-         "-i", "sine=frequency=440:duration=21", "-c:a", "aac", str(audio_only)],
-        check=True,
-    )  # fmt: skip
+    del made["moov_at_end"]
     return Clips(
-        landscape=landscape,
-        portrait=encode(directory / "portrait.mp4", width=1080, height=1920, seconds=21),
-        short=encode(directory / "short.mp4", width=1920, height=1080, seconds=10),
-        long=encode(directory / "long.mp4", width=1920, height=1080, seconds=65),
-        low_res=encode(directory / "low_res.mp4", width=1280, height=720, seconds=21),
-        audio_only=audio_only,
-        matroska=encode(
-            directory / "matroska.mp4",
-            width=1920,
-            height=1080,
-            seconds=21,
-            extra=("-f", "matroska"),
-        ),
+        **made,
+        audio_only=directory / "audio_only.mp4",
         text=text,
         truncated=truncated,
         moov_at_end_truncated=cut,
     )
+
+
+def _audio_only(target: Path) -> None:
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", "sine=frequency=440:duration=21", "-c:a", "aac", str(target)],
+        check=True,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":  # python -m tests.clips DIR: the clips for the Postman collection
+    target = Path(sys.argv[1])
+    target.mkdir(parents=True, exist_ok=True)
+    make_clips(target)

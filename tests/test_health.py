@@ -32,6 +32,9 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
     assert "/api/videos/upload" in spec["paths"]
     upload = spec["paths"]["/api/videos/upload"]["post"]
     assert "video_file" in str(upload["requestBody"])
+    responses = [op["responses"] for path in spec["paths"].values() for op in path.values()]
+    assert all("422" not in codes for codes in responses)  # validation answers 400
+    assert "400" in spec["paths"]["/api/public/rankings"]["get"]["responses"]
     assert client.get("/docs").status_code == 200
 
 
