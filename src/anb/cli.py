@@ -1,17 +1,17 @@
-"""The `anb` command: serve | migrate."""
+"""The `anb` command: serve | poll | process | migrate."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from anb.core.settings import get_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return args.run(args)
 
@@ -25,6 +25,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (ANB_PORT, default 8000)")
     serve.set_defaults(run=_serve)
 
+    poll = commands.add_parser("poll", help="process jobs from the SQS queue (ANB_QUEUE_URL)")
+    poll.set_defaults(run=_poll)
+
+    process = commands.add_parser("process", help="turn a video into the published clip")
+    process.add_argument("input", type=Path)
+    process.add_argument("output", type=Path)
+    process.set_defaults(run=_process)
+
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(run=_migrate)
     return parser
@@ -35,17 +43,83 @@ def _serve(args: argparse.Namespace) -> int:
 
     from anb.api import create_app
     from anb.core.migrations import upgrade_to_head
+    from anb.core.observability import worker_logger
+    from anb.queue import get_queue
+    from anb.queue.local import LocalQueue
+    from anb.worker.embedded import EmbeddedWorker
 
     settings = get_settings()
     upgrade_to_head()
-    uvicorn.run(
-        create_app(),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        proxy_headers=True,
-        log_level="info",
-    )
+    queue = get_queue()
+    worker = None
+    if isinstance(queue, LocalQueue):  # only an in-process queue is consumed in-process
+        worker_logger()
+        worker = EmbeddedWorker(
+            queue, concurrency=settings.worker_concurrency, max_attempts=settings.max_attempts
+        )
+        worker.start()
+    try:
+        uvicorn.run(
+            create_app(),
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            proxy_headers=True,
+            log_level="info",
+        )
+    finally:
+        if worker is not None:
+            worker.stop()
     return 0
+
+
+def _poll(_args: argparse.Namespace) -> int:
+    import boto3
+
+    from anb.core.observability import worker_logger
+    from anb.queue import region_of
+    from anb.worker.batch import handle_batch
+    from anb.worker.poller import Poller
+
+    settings = get_settings()
+    if not settings.queue_url.startswith(("https://", "http://")):
+        print("anb poll: ANB_QUEUE_URL must be the URL of an SQS queue", file=sys.stderr)
+        return 2
+    worker_logger()
+    sqs = boto3.client("sqs", region_name=region_of(settings.queue_url))
+    poller = Poller(sqs, settings, handle_batch)
+    poller.install_signal_handlers()
+    return poller.run()
+
+
+def _process(args: argparse.Namespace) -> int:
+    from anb.processing import pipeline
+    from anb.processing.probe import UnacceptableVideo, probe
+
+    try:
+        source = probe(args.input)
+    except (UnacceptableVideo, OSError) as exc:
+        reason = getattr(exc, "detail", str(exc)).removeprefix("video_file: ")
+        print(f"anb process: cannot read {args.input}: {reason}", file=sys.stderr)
+        return 1
+    progress = _progress_bar if sys.stderr.isatty() else None
+    try:
+        pipeline.render(args.input, args.output, source, on_progress=progress)
+    except pipeline.PipelineFailed as exc:
+        print(f"\nanb process: ffmpeg failed: {exc.reason}", file=sys.stderr)
+        return 1
+    if progress:
+        progress(1.0)
+        print(file=sys.stderr)
+    return 0
+
+
+def _progress_bar(fraction: float) -> None:
+    filled = round(fraction * 30)
+    print(
+        f"\rprocessing [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}",
+        end="",
+        file=sys.stderr,
+    )
 
 
 def _migrate(_args: argparse.Namespace) -> int:

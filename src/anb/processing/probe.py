@@ -20,19 +20,31 @@ PROBE_TIMEOUT_SECONDS = 120
 _MAX_BOXES = 100_000
 _DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 _FRAMES = re.compile(r"frame=\s*(\d+)")
-_VIDEO_STREAM = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
+_VIDEO_STREAM = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})(.*)")
+_FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
+_SAR = re.compile(r"SAR (\d+):(\d+)")
+_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class MediaInfo:
     duration: float
-    width: int
+    width: int  # as stored, before rotation and pixel aspect ratio
     height: int
     codec: str
+    fps: float = 30.0
+    sample_aspect: float = 1.0  # width of a pixel over its height
+    rotation: int = 0  # degrees, from the display matrix
 
     @property
     def short_side(self) -> int:
         return min(self.width, self.height)
+
+    @property
+    def display_size(self) -> tuple[float, float]:
+        """Width and height as shown: square pixels, rotation applied."""
+        width, height = self.width * self.sample_aspect, float(self.height)
+        return (height, width) if self.rotation % 180 == 90 else (width, height)
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,7 @@ class UnacceptableVideo(InvalidInput):
 NOT_MP4 = "el archivo no es un video MP4."
 DAMAGED = "el archivo está incompleto o dañado."
 NO_VIDEO = "el archivo no contiene una pista de video."
+UNREADABLE = "no se pudo leer el archivo como video."
 
 
 def check_upload(path: Path, rules: UploadRules) -> MediaInfo:
@@ -114,8 +127,8 @@ def probe(path: Path) -> MediaInfo:
 
 def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
     header = stderr.split("Stream mapping:", 1)[0]
-    if "Input #0, mov,mp4" not in header:
-        raise UnacceptableVideo(NOT_MP4)
+    if "Input #0," not in header:
+        raise UnacceptableVideo(UNREADABLE)
     stream = _VIDEO_STREAM.search(header)
     if stream is None:
         raise UnacceptableVideo(NO_VIDEO)
@@ -123,11 +136,17 @@ def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
     if duration is None or returncode != 0 or _samples_missing(stderr):
         raise UnacceptableVideo(DAMAGED)
     hours, minutes, seconds = duration.groups()
+    details = stream.group(4)
+    fps, sar, rotation = _FPS.search(details), _SAR.search(details), _ROTATION.search(header)
+    sample_aspect = int(sar.group(1)) / int(sar.group(2)) if sar and int(sar.group(2)) else 1.0
     return MediaInfo(
         duration=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
         width=int(stream.group(2)),
         height=int(stream.group(3)),
         codec=stream.group(1),
+        fps=float(fps.group(1)) if fps and float(fps.group(1)) > 0 else 30.0,
+        sample_aspect=sample_aspect or 1.0,
+        rotation=round(float(rotation.group(1))) % 360 if rotation else 0,
     )
 
 
