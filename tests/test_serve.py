@@ -78,3 +78,32 @@ def test_the_contract_end_to_end(served: httpx.Client, clips: Clips) -> None:
     assert served.delete(f"/api/videos/{video_id}", headers=player.headers).status_code == 200
     assert served.get(detail["original_url"]).status_code == 404
     assert served.get("/api/public/rankings").json() == []
+
+
+def _wait_until_processed(client: httpx.Client, player, video_id: str) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        video = client.get(f"/api/videos/{video_id}", headers=player.headers).json()
+        if video["status"] in ("processed", "failed"):
+            return video
+        time.sleep(0.5)
+    pytest.fail("the embedded worker did not process the video in 120 s")
+
+
+def test_upload_is_processed_published_voted_and_ranked(served: httpx.Client, clips: Clips) -> None:
+    player = signup(served, first_name="Rosa", last_name="Mejía", city="Cúcuta")
+    fan = signup(served)
+    video_id = upload(served, player, clips.portrait, "Bandeja").json()["video_id"]
+    video = _wait_until_processed(served, player, video_id)
+    assert video["status"] == "processed" and video["processed_at"].endswith("Z")
+    clip = served.get(video["processed_url"])
+    assert clip.status_code == 200 and clip.content[4:8] == b"ftyp"
+
+    public = served.get("/api/public/videos", params={"city": "cucuta"}).json()
+    assert [item["video_id"] for item in public] == [video_id]
+    vote = served.post(f"/api/public/videos/{video_id}/vote", headers=fan.headers)
+    assert vote.status_code == 200
+    ranking = served.get("/api/public/rankings", params={"city": "CUCUTA"}).json()
+    assert ranking == [{"position": 1, "username": "Rosa Mejía", "city": "Cúcuta", "votes": 1}]
+    refused = served.delete(f"/api/videos/{video_id}", headers=player.headers)
+    assert refused.status_code == 400

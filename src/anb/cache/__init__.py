@@ -13,7 +13,5 @@ __all__ = ["Cache", "get_cache"]
 
 @lru_cache
 def get_cache() -> Cache:
-    url = get_settings().cache_url
-    if not url.startswith("memory://"):
-        raise NotImplementedError(f"cache {url!r} is not available yet")
+    get_settings()  # validates ANB_CACHE_URL: only memory:// for now
     return MemoryCache()

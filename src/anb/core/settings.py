@@ -7,7 +7,7 @@ import secrets
 from functools import cached_property, lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -31,6 +31,33 @@ class Settings(BaseSettings):
     upload_max_seconds: float = Field(60, gt=0)
     upload_min_short_side: int = Field(1080, ge=1)
     ffmpeg: str | None = None
+    max_attempts: int = Field(3, ge=1)
+    worker_concurrency: int = Field(1, ge=1, le=64)
+    poll_batch: int = Field(1, ge=1, le=10)
+    poll_wait_seconds: int = Field(20, ge=0, le=20)
+    heartbeat_seconds: int = Field(30, ge=1)
+    job_timeout_seconds: int = Field(900, ge=10)
+
+    @field_validator("queue_url")
+    @classmethod
+    def _known_queue(cls, url: str) -> str:
+        if url != "local" and not url.startswith(("https://", "http://")):
+            raise ValueError("must be 'local' or the URL of an SQS queue")
+        return url
+
+    @field_validator("cache_url")
+    @classmethod
+    def _known_cache(cls, url: str) -> str:
+        if not url.startswith("memory://"):
+            raise ValueError("must be 'memory://'")
+        return url
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_storage(cls, url: str | None) -> str | None:
+        if url and "://" in url:
+            raise ValueError("must be a directory")
+        return url
 
     @property
     def resolved_database_url(self) -> str:

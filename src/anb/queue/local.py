@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 import time
 import uuid
 from typing import Any
@@ -31,6 +32,15 @@ class LocalQueue:
             except queue.Empty:
                 break
         return records
+
+    def retry(self, record: dict[str, Any], *, delay_seconds: float) -> None:
+        """Deliver the record again after a delay, counting one more receive."""
+        attributes = record["attributes"]
+        count = int(attributes.get("ApproximateReceiveCount", "1")) + 1
+        again = {**record, "attributes": {**attributes, "ApproximateReceiveCount": str(count)}}
+        timer = threading.Timer(delay_seconds, self._jobs.put, args=(again,))
+        timer.daemon = True
+        timer.start()
 
     def pending(self) -> int:
         return self._jobs.qsize()

@@ -13,7 +13,4 @@ __all__ = ["Storage", "get_storage"]
 
 @lru_cache
 def get_storage() -> Storage:
-    settings = get_settings()
-    if settings.storage_url and settings.storage_url.startswith("s3://"):
-        raise NotImplementedError("S3 storage is not available yet")
-    return LocalStorage(settings.media_dir)
+    return LocalStorage(get_settings().media_dir)

@@ -35,6 +35,8 @@ class Video(Base):
     task_id: Mapped[str] = mapped_column(String(36), default=new_id)
     original_key: Mapped[str] = mapped_column(String(255))
     processed_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    claim_token: Mapped[str | None] = mapped_column(String(36), default=None)
+    """The worker attempt that may publish this video (the last one to claim it)."""
     original_bytes: Mapped[int] = mapped_column(Integer, default=0)
     votes: Mapped[int] = mapped_column(Integer, default=0)
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -47,5 +49,6 @@ def original_key_for(video_id: str) -> str:
     return f"videos/{video_id}/original.mp4"
 
 
-def processed_key_for(video_id: str) -> str:
-    return f"videos/{video_id}/processed.mp4"
+def processed_key_for(video_id: str, claim_token: str) -> str:
+    """Each attempt writes its own object, so a losing attempt never overwrites the winner's."""
+    return f"videos/{video_id}/processed-{claim_token}.mp4"

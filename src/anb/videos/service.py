@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from anb.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
@@ -13,7 +13,7 @@ from anb.processing.probe import UploadRules, check_upload
 from anb.queue import JobQueue
 from anb.storage import Storage
 from anb.users.models import User, new_id
-from anb.videos.models import Video, VideoStatus, original_key_for, processed_key_for
+from anb.videos.models import Video, VideoStatus, original_key_for
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,18 @@ def list_videos(session: Session, *, owner: User) -> list[Video]:
     return list(session.scalars(query))
 
 
+def unfinished_jobs(session: Session) -> list[dict[str, str]]:
+    """Jobs of the videos still waiting for processing (left by a stopped worker)."""
+    query = (
+        select(Video.id, Video.task_id)
+        .where(Video.status.in_((VideoStatus.uploaded, VideoStatus.processing)))
+        .order_by(Video.uploaded_at)
+    )
+    return [
+        {"video_id": video_id, "task_id": task_id} for video_id, task_id in session.execute(query)
+    ]
+
+
 def get_own_video(session: Session, *, owner: User, video_id: str) -> Video:
     video = session.get(Video, video_id)
     if video is None:
@@ -120,14 +132,21 @@ def delete_video(session: Session, *, owner: User, video_id: str, storage: Stora
     video = get_own_video(session, owner=owner, video_id=video_id)
     if video.status == VideoStatus.processed:
         raise VideoAlreadyPublished()
-    _remove(session, storage, video)
+    if not _remove(session, storage, video):  # a worker published it meanwhile
+        raise VideoAlreadyPublished()
 
 
-def _remove(session: Session, storage: Storage, video: Video) -> None:
-    """Delete the row first (its URLs then lead nowhere), then the files."""
-    session.delete(video)
+def _remove(session: Session, storage: Storage, video: Video) -> bool:
+    """Delete the row unless it was published meanwhile, then its files (its URLs then lead
+    nowhere). A worker still busy with it finds the row gone and discards its output."""
+    unpublished = (Video.id == video.id) & (Video.status != VideoStatus.processed)
+    deleted = session.execute(delete(Video).where(unpublished)).rowcount
     session.commit()
+    if not deleted:
+        return False
+    session.expunge(video)
     try:
-        storage.delete(video.original_key, processed_key_for(video.id))
+        storage.delete(*[key for key in (video.original_key, video.processed_key) if key])
     except Exception:
         log.exception("could not delete the files of a deleted video", extra={"video_id": video.id})
+    return True

@@ -1,0 +1,214 @@
+"""Processing one job: claim the video, render it, publish it — idempotently.
+
+SQS delivers at least once, so a job may arrive twice, late, or for a video deleted
+meanwhile. Every attempt claims the video with a fresh token (the last claim wins) and
+writes its output under its own key; publishing is a conditional update on that token, so
+exactly one attempt publishes and the others discard their output.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from anb.cache import Cache
+from anb.core.db import session_scope, utcnow
+from anb.core.settings import Settings
+from anb.processing import pipeline
+from anb.processing.probe import UnacceptableVideo, UploadRules, check_upload
+from anb.public.service import invalidate_views_of
+from anb.storage import Storage
+from anb.users.models import User
+from anb.videos.models import Video, VideoStatus, processed_key_for
+
+log = logging.getLogger(__name__)
+
+GAVE_UP = "No pudimos procesar este video después de varios intentos. Vuelve a subirlo más tarde."
+ORIGINAL_MISSING = "El archivo original del video no está disponible. Vuelve a subirlo."
+RETRIABLE = (VideoStatus.uploaded, VideoStatus.processing)
+
+
+class PoisonMessage(ValueError):
+    """The message is not a job at all; retrying cannot help (it ends in the DLQ)."""
+
+
+class RetryLater(Exception):
+    """A passing failure (storage, database, a concurrent attempt): try the job again."""
+
+
+class Outcome(enum.StrEnum):
+    processed = "processed"
+    failed = "failed"  # the video is marked failed, with a reason for the player
+    skipped = "skipped"  # nothing to do: processed, deleted or failed already
+
+
+@dataclass(frozen=True)
+class Job:
+    video_id: str
+    task_id: str
+
+    @classmethod
+    def parse(cls, body: str) -> Job:
+        try:
+            data = json.loads(body)
+            job = cls(video_id=data["video_id"], task_id=data["task_id"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PoisonMessage(f"not a job: {body[:200]!r}") from exc
+        if not all(isinstance(value, str) and value for value in (job.video_id, job.task_id)):
+            raise PoisonMessage(f"not a job: {body[:200]!r}")
+        return job
+
+
+@dataclass(frozen=True)
+class Report:
+    outcome: Outcome
+    seconds: float = 0.0
+    input_bytes: int = 0
+    output_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What processing needs from outside: settings and adapters."""
+
+    settings: Settings
+    storage: Storage
+    cache: Cache
+
+    def handle(
+        self, job: Job, *, attempt: int, on_progress: Callable[[float], None] | None = None
+    ) -> Report:
+        """Process one job. Permanent problems mark the video failed and return; passing ones
+        raise `RetryLater` (or the underlying error) until the last attempt, which gives up
+        and marks the video failed."""
+        try:
+            return self._process(job, on_progress)
+        except Exception as exc:
+            if attempt < self.settings.max_attempts:
+                raise
+            log.exception("giving up after %d attempts", attempt)
+            marked = _mark_failed(job, GAVE_UP, exc)
+            return Report(Outcome.failed if marked else Outcome.skipped)
+
+    def _process(self, job: Job, on_progress: Callable[[float], None] | None) -> Report:
+        started = time.monotonic()
+        claim = _claim(job)
+        if claim is None:
+            return Report(Outcome.skipped)
+        with tempfile.TemporaryDirectory(dir=self._scratch(), prefix="job-") as scratch:
+            source, output = Path(scratch) / "original.mp4", Path(scratch) / "processed.mp4"
+            if not self._fetch(claim, source):
+                return Report(_fail_or_skip(job, ORIGINAL_MISSING))
+            try:
+                info = check_upload(source, self._rules())
+            except UnacceptableVideo as refused:
+                return Report(_fail_or_skip(job, refused.detail.removeprefix("video_file: ")))
+            pipeline.render(
+                source, output, info,
+                on_progress=on_progress, timeout_seconds=self.settings.job_timeout_seconds,
+            )  # fmt: skip
+            sizes = {"input_bytes": source.stat().st_size, "output_bytes": output.stat().st_size}
+            key = processed_key_for(job.video_id, claim.token)
+            self.storage.put_file(output, key)
+            outcome = self._publish(job, claim, key)
+            return Report(outcome, seconds=time.monotonic() - started, **sizes)
+
+    def _scratch(self) -> Path:
+        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.settings.tmp_dir
+
+    def _rules(self) -> UploadRules:
+        return UploadRules(
+            min_seconds=self.settings.upload_min_seconds,
+            max_seconds=self.settings.upload_max_seconds,
+            min_short_side=self.settings.upload_min_short_side,
+        )
+
+    def _fetch(self, claim: Claim, target: Path) -> bool:
+        if self.storage.exists(claim.original_key):
+            self.storage.get_file(claim.original_key, target)
+            return True
+        return False
+
+    def _publish(self, job: Job, claim: Claim, key: str) -> Outcome:
+        with session_scope() as session:
+            published = session.execute(
+                update(Video)
+                .where(
+                    Video.id == job.video_id,
+                    Video.claim_token == claim.token,
+                    Video.status == VideoStatus.processing,
+                )
+                .values(
+                    status=VideoStatus.processed,
+                    processed_key=key,
+                    processed_at=utcnow(),
+                    claim_token=None,
+                    error=None,
+                )
+            ).rowcount
+            session.commit()
+            if published:
+                owner = session.get(User, claim.owner_id)
+                if owner is not None:
+                    invalidate_views_of(self.cache, owner)
+                return Outcome.processed
+            status = session.scalar(select(Video.status).where(Video.id == job.video_id))
+        self.storage.delete(key)  # deleted meanwhile, or another attempt owns the video
+        if status is None or status in (VideoStatus.processed, VideoStatus.failed):
+            return Outcome.skipped
+        raise RetryLater("another attempt claimed this video; trying again later")
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    original_key: str
+    owner_id: str
+
+
+def _claim(job: Job) -> Claim | None:
+    """Take the video for this attempt, or None when there is nothing to do."""
+    token = str(uuid.uuid4())
+    with session_scope() as session:
+        claimed = session.execute(
+            update(Video)
+            .where(
+                Video.id == job.video_id,
+                Video.task_id == job.task_id,
+                Video.status.in_(RETRIABLE),
+            )
+            .values(status=VideoStatus.processing, claim_token=token)
+        ).rowcount
+        session.commit()
+        if not claimed:
+            log.info("nothing to do: the video is processed, failed or deleted")
+            return None
+        video = session.get(Video, job.video_id)
+        return Claim(token=token, original_key=video.original_key, owner_id=video.owner_id)
+
+
+def _fail_or_skip(job: Job, reason: str) -> Outcome:
+    return Outcome.failed if _mark_failed(job, reason) else Outcome.skipped
+
+
+def _mark_failed(job: Job, reason: str, cause: BaseException | None = None) -> bool:
+    """Mark the video failed with a reason for the player, unless it is finished already."""
+    log.warning("video failed: %s", reason, exc_info=cause)
+    with session_scope() as session:
+        marked = session.execute(
+            update(Video)
+            .where(Video.id == job.video_id, Video.status.in_(RETRIABLE))
+            .values(status=VideoStatus.failed, error=reason, claim_token=None)
+        ).rowcount
+        session.commit()
+    return bool(marked)

@@ -1,0 +1,163 @@
+"""`anb poll`: the EC2 worker's shim between SQS and `handle_batch`.
+
+Long-polls the queue, hands each message to the batch handler as a Lambda-shaped record,
+deletes only the messages that succeeded, keeps a running job invisible to other workers
+(heartbeat), and on SIGTERM stops receiving, finishes the jobs in hand, releases anything
+received but not started, flushes metrics and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import Any
+
+from anb.core import observability
+from anb.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[dict[str, Any]], dict[str, list[dict[str, str]]]]
+RETRY_BASE_SECONDS = 10
+RETRY_MAX_SECONDS = 300
+
+
+def lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """A raw `ReceiveMessage` message in the shape of a Lambda SQS event record."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": value.get("BinaryValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value["DataType"],
+            }
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class Poller:
+    def __init__(
+        self,
+        sqs: Any,
+        settings: Settings,
+        handler: BatchHandler,
+        *,
+        retry_base_seconds: int = RETRY_BASE_SECONDS,
+    ) -> None:
+        self.sqs = sqs
+        self.retry_base_seconds = retry_base_seconds
+        self.settings = settings
+        self.queue_url = settings.queue_url
+        self.handler = handler
+        self.stopping = threading.Event()
+        attributes = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        self.queue_arn = attributes["Attributes"]["QueueArn"]
+        self.region = sqs.meta.region_name
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: no more receives; finishing the jobs in hand")
+        self.stopping.set()
+
+    def run(self) -> int:
+        slots = self.settings.worker_concurrency
+        running: set[Future] = set()
+        with ThreadPoolExecutor(slots, thread_name_prefix="anb-job") as pool:
+            while not self.stopping.is_set():
+                if len(running) >= slots:
+                    _, running = wait(running, timeout=1, return_when=FIRST_COMPLETED)
+                    continue
+                for message in self._receive(min(self.settings.poll_batch, slots - len(running))):
+                    if self.stopping.is_set():
+                        self._release(message)
+                    else:
+                        running.add(pool.submit(self._process, message))
+                running = {future for future in running if not future.done()}
+            wait(running)
+        observability.flush_metrics()
+        log.info("stopped cleanly")
+        return 0
+
+    def _receive(self, count: int) -> list[dict[str, Any]]:
+        try:
+            response = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=count,
+                WaitTimeSeconds=self.settings.poll_wait_seconds,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        except Exception:
+            log.exception("receiving from SQS failed; trying again shortly")
+            self.stopping.wait(5)
+            return []
+        return response.get("Messages", [])
+
+    def _process(self, message: dict[str, Any]) -> None:
+        record = lambda_record(message, self.queue_arn, self.region)
+        try:
+            with self._heartbeat(message["ReceiptHandle"]):
+                failures = self.handler({"Records": [record]})["batchItemFailures"]
+        except Exception:
+            log.exception("the batch handler failed")
+            failures = [{"itemIdentifier": record["messageId"]}]
+        if failures:
+            self._retry_later(message)
+        else:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _retry_later(self, message: dict[str, Any]) -> None:
+        """Make a failed message visible again after a backoff growing with its receives."""
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        delay = min(self.retry_base_seconds * 2 ** (receives - 1), RETRY_MAX_SECONDS)
+        self._change_visibility(message["ReceiptHandle"], delay)
+
+    def _release(self, message: dict[str, Any]) -> None:
+        """Give a message received during shutdown back to the queue at once."""
+        self._change_visibility(message["ReceiptHandle"], 0)
+
+    def _change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+            )
+        except Exception:
+            log.warning("could not change a message's visibility", exc_info=True)
+
+    @contextmanager
+    def _heartbeat(self, receipt_handle: str):
+        """While the block runs, keep the message invisible: every `heartbeat_seconds`,
+        push its visibility three heartbeats ahead."""
+        every = self.settings.heartbeat_seconds
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(every):
+                self._change_visibility(receipt_handle, every * 3)
+
+        thread = threading.Thread(target=beat, name="anb-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()

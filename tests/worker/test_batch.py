@@ -1,0 +1,174 @@
+"""handle_batch with Lambda-shaped SQS events (events/sqs.json): every kind of record."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from anb.core.db import session_scope
+from anb.core.settings import get_settings
+from anb.processing.probe import probe
+from anb.storage import get_storage
+from anb.videos.models import Video, VideoStatus
+from anb.worker.batch import handle_batch
+from anb.worker.jobs import GAVE_UP
+from tests.clips import Clips
+from tests.conftest import Player, reset_process_state, upload
+
+EVENT = json.loads((Path(__file__).parents[2] / "events" / "sqs.json").read_text())
+
+
+def sqs_event(*bodies: str, receive_count: int = 1) -> dict:
+    template = EVENT["Records"][0]
+    records = []
+    for index, body in enumerate(bodies):
+        record = copy.deepcopy(template)
+        record["messageId"] = f"message-{index}"
+        record["body"] = body
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        records.append(record)
+    return {"Records": records}
+
+
+def job_body(video_id: str, task_id: str) -> str:
+    return json.dumps({"video_id": video_id, "task_id": task_id})
+
+
+@pytest.fixture
+def uploaded(client: TestClient, player: Player, clips: Clips) -> dict[str, str]:
+    response = upload(client, player, clips.landscape)
+    assert response.status_code == 201
+    return response.json()
+
+
+def _video(video_id: str) -> Video | None:
+    with session_scope() as session:
+        return session.get(Video, video_id)
+
+
+def _stored_keys(video_id: str) -> set[str]:
+    root = get_settings().media_dir / "videos" / video_id
+    return {f"videos/{video_id}/{path.name}" for path in root.iterdir()} if root.exists() else set()
+
+
+def test_a_job_publishes_the_processed_clip_beside_the_original(uploaded: dict) -> None:
+    event = sqs_event(job_body(uploaded["video_id"], uploaded["task_id"]))
+    assert handle_batch(event) == {"batchItemFailures": []}
+    video = _video(uploaded["video_id"])
+    assert video.status == VideoStatus.processed
+    assert video.processed_at is not None and video.error is None and video.claim_token is None
+    assert _stored_keys(video.id) == {video.original_key, video.processed_key}
+    output = get_settings().media_dir / video.processed_key
+    assert (probe(output).width, probe(output).height) == (1280, 720)
+
+
+def test_a_duplicate_job_succeeds_doing_nothing(uploaded: dict) -> None:
+    body = job_body(uploaded["video_id"], uploaded["task_id"])
+    handle_batch(sqs_event(body))
+    first = _video(uploaded["video_id"])
+    assert handle_batch(sqs_event(body)) == {"batchItemFailures": []}
+    again = _video(uploaded["video_id"])
+    assert (again.processed_key, again.processed_at) == (first.processed_key, first.processed_at)
+    assert len(_stored_keys(first.id)) == 2
+
+
+def test_two_copies_in_one_batch_publish_once(uploaded: dict) -> None:
+    body = job_body(uploaded["video_id"], uploaded["task_id"])
+    assert handle_batch(sqs_event(body, body)) == {"batchItemFailures": []}
+    video = _video(uploaded["video_id"])
+    assert video.status == VideoStatus.processed
+    assert len(_stored_keys(video.id)) == 2  # the original and one processed clip
+
+
+def test_a_job_for_a_deleted_video_succeeds_and_leaves_nothing(
+    client: TestClient, player: Player, uploaded: dict
+) -> None:
+    assert (
+        client.delete(f"/api/videos/{uploaded['video_id']}", headers=player.headers).status_code
+        == 200
+    )
+    event = sqs_event(job_body(uploaded["video_id"], uploaded["task_id"]))
+    assert handle_batch(event) == {"batchItemFailures": []}
+    assert _stored_keys(uploaded["video_id"]) == set()
+
+
+def test_a_job_with_a_stale_task_id_does_nothing(uploaded: dict) -> None:
+    event = sqs_event(job_body(uploaded["video_id"], "another-task"))
+    assert handle_batch(event) == {"batchItemFailures": []}
+    assert _video(uploaded["video_id"]).status == VideoStatus.uploaded
+
+
+@pytest.mark.parametrize("body", ["not json", "{}", '{"video_id": 5, "task_id": "x"}', "[1]"])
+def test_a_poison_body_fails_only_its_record(uploaded: dict, body: str) -> None:
+    good = job_body(uploaded["video_id"], uploaded["task_id"])
+    response = handle_batch(sqs_event(body, good))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    assert _video(uploaded["video_id"]).status == VideoStatus.processed
+
+
+def test_an_unreadable_video_fails_with_a_reason_and_the_record_succeeds(
+    uploaded: dict, clips: Clips
+) -> None:
+    original = get_settings().media_dir / _video(uploaded["video_id"]).original_key
+    original.write_bytes(clips.truncated.read_bytes())  # as a broken direct upload would be
+    event = sqs_event(job_body(uploaded["video_id"], uploaded["task_id"]))
+    assert handle_batch(event) == {"batchItemFailures": []}
+    video = _video(uploaded["video_id"])
+    assert video.status == VideoStatus.failed
+    assert video.error == "el archivo está incompleto o dañado."
+
+
+def test_a_transient_failure_fails_the_record_and_keeps_the_video(
+    uploaded: dict, configure
+) -> None:
+    configure(ANB_DATABASE_URL="postgresql+pg8000://nobody@127.0.0.1:1/down")
+    event = sqs_event(job_body(uploaded["video_id"], uploaded["task_id"]))
+    assert handle_batch(event) == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    configure()  # the database is back
+    assert _video(uploaded["video_id"]).status == VideoStatus.uploaded
+    assert handle_batch(event) == {"batchItemFailures": []}
+    assert _video(uploaded["video_id"]).status == VideoStatus.processed
+
+
+@pytest.mark.parametrize(("receive_count", "status"), [(2, "processing"), (3, "failed")])
+def test_the_last_attempt_marks_the_video_failed(
+    uploaded: dict, configure, receive_count: int, status: str
+) -> None:
+    configure(ANB_FFMPEG=str(Path("/nonexistent/ffmpeg")))  # e.g. a broken layer
+    event = sqs_event(
+        job_body(uploaded["video_id"], uploaded["task_id"]), receive_count=receive_count
+    )
+    expected = [] if status == "failed" else [{"itemIdentifier": "message-0"}]
+    assert handle_batch(event) == {"batchItemFailures": expected}
+    video = _video(uploaded["video_id"])
+    assert video.status == status
+    assert video.error == (GAVE_UP if status == "failed" else None)
+    assert _stored_keys(video.id) == {video.original_key}
+
+
+def test_metrics_are_emitted_as_emf(uploaded: dict, capsys: pytest.CaptureFixture) -> None:
+    handle_batch(sqs_event(job_body(uploaded["video_id"], uploaded["task_id"])))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    metrics = {m["Name"] for line in lines for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"VideosProcessed", "ProcessingSeconds", "InputBytes", "OutputBytes"} <= metrics
+
+
+def test_job_logs_carry_the_ids(uploaded: dict, capsys: pytest.CaptureFixture) -> None:
+    handle_batch(sqs_event(job_body(uploaded["video_id"], uploaded["task_id"])))
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"level"' in line]
+    done = [line for line in logs if line["message"].startswith("job done")]
+    assert done and done[0]["video_id"] == uploaded["video_id"]
+    assert done[0]["task_id"] == uploaded["task_id"]
+    assert (
+        done[0]["correlation_id"]
+        == EVENT["Records"][0]["messageAttributes"]["correlation_id"]["stringValue"]
+    )
+
+
+def test_storage_adapter_is_shared_with_the_api(uploaded: dict) -> None:
+    reset_process_state()
+    assert get_storage().exists(_video(uploaded["video_id"]).original_key)
