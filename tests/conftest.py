@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -25,7 +26,9 @@ from anb.core.migrations import upgrade_to_head
 from anb.core.settings import get_settings
 from anb.public.service import invalidate_views_of
 from anb.queue import get_queue
+from anb.queue.local import LocalQueue
 from anb.storage import get_storage
+from anb.storage.local import LocalStorage
 from anb.users.models import User
 from anb.videos.models import Video, VideoStatus
 from tests.clips import Clips, make_clips
@@ -73,14 +76,61 @@ def postgres_database() -> Iterator[str]:
         admin.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'anb.db'}"
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis database of the tests' own (number 15), emptied before each use."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        services_missing(f"Redis is not reachable on 127.0.0.1:6379: {exc}")
+    return url
+
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(params=["embedded", "aws"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The settings of a mode: embedded (SQLite, local files, in-process queue and cache)
+    or AWS (PostgreSQL, S3 and SQS on the moto server, Redis)."""
+    if request.param == "embedded":
+        yield {"ANB_DATABASE_URL": f"sqlite:///{tmp_path / 'anb.db'}"}
         return
-    url = request.getfixturevalue("postgres_database")
-    yield url
-    _truncate(url)
+    import boto3
+    import redis
+
+    database = request.getfixturevalue("postgres_database")
+    cache = request.getfixturevalue("redis_url")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    aws = {**AWS_ENV, "AWS_ENDPOINT_URL": endpoint}
+    name = f"anb-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", **_client_options(aws)).create_bucket(Bucket=name)
+    queue_url = boto3.client("sqs", **_client_options(aws)).create_queue(QueueName=name)["QueueUrl"]
+    redis.Redis.from_url(cache).flushdb()
+    yield {
+        **aws,
+        "ANB_DATABASE_URL": database,
+        "ANB_STORAGE_URL": f"s3://{name}/media",
+        "ANB_QUEUE_URL": queue_url,
+        "ANB_CACHE_URL": cache,
+    }
+    _truncate(database)
+
+
+def _client_options(aws: dict[str, str]) -> dict[str, str]:
+    return {
+        "endpoint_url": aws["AWS_ENDPOINT_URL"],
+        "region_name": aws["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": aws["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": aws["AWS_SECRET_ACCESS_KEY"],
+    }
 
 
 def _truncate(url: str) -> None:
@@ -88,19 +138,20 @@ def _truncate(url: str) -> None:
 
     engine = build_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE votes, videos, users CASCADE"))
+        connection.execute(text("TRUNCATE votes, videos, upload_sessions, users CASCADE"))
     engine.dispose()
 
 
 @pytest.fixture
-def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str):
-    """Point the app at a fresh data dir and the given database; returns a re-configurer."""
+def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, backend: dict[str, str]):
+    """Point the app at a fresh data dir and the backend's services; returns a re-configurer
+    that applies extra settings on top."""
 
     def apply(**overrides: str) -> None:
         env = {
             "ANB_DATA_DIR": str(tmp_path / "data"),
-            "ANB_DATABASE_URL": database_url,
             "ANB_JWT_SECRET": "test-secret-" + "x" * 32,
+            **backend,
             **overrides,
         }
         for name, value in env.items():
@@ -117,6 +168,30 @@ def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str
 def client(configure) -> Iterator[TestClient]:
     with TestClient(create_app(), base_url="http://testserver") as test_client:
         yield test_client
+
+
+def local_only(reason: str) -> None:
+    """Skip a test of the embedded storage when the backend is S3."""
+    if not isinstance(get_storage(), LocalStorage):
+        pytest.skip(f"embedded storage only: {reason}")
+
+
+def download(client: TestClient, url: str, **options) -> httpx.Response:
+    """GET a file URL: the API's own (embedded) or a presigned S3 URL."""
+    if url.startswith(str(client.base_url)):
+        return client.get(url, **options)
+    return httpx.get(url, timeout=30, **options)
+
+
+def pending_jobs() -> list[dict]:
+    """Take the jobs waiting in the configured queue (in-process or SQS)."""
+    queue = get_queue()
+    if isinstance(queue, LocalQueue):
+        return [json.loads(record["body"]) for record in queue.receive(10, wait_seconds=0)]
+    messages = queue.client.receive_message(
+        QueueUrl=queue.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    ).get("Messages", [])
+    return [json.loads(message["Body"]) for message in messages]
 
 
 @dataclass
@@ -209,12 +284,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
     """Point boto3 at the moto server with throwaway credentials."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_endpoint,
-    }.items():
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": moto_endpoint}.items():
         monkeypatch.setenv(name, value)
     return moto_endpoint
 

@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.clips import Clips
-from tests.conftest import Player, signup, upload, upload_public
+from tests.conftest import Player, download, signup, upload, upload_public
 
 PUBLIC_KEYS = {
     "video_id", "title", "username", "city", "country", "processed_url", "votes", "processed_at",
@@ -27,7 +27,7 @@ def test_only_processed_videos_are_public(client: TestClient, player: Player, cl
     assert (video["city"], video["country"]) == ("Bogotá", "Colombia")
     assert video["votes"] == 0 and video["voted"] is False
     assert video["processed_at"].endswith("Z")
-    assert client.get(video["processed_url"]).status_code == 200
+    assert download(client, video["processed_url"]).status_code == 200
 
 
 def test_city_and_country_filters_ignore_case_and_accents(client: TestClient, clips: Clips) -> None:

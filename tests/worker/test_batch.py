@@ -10,7 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from anb.core.db import session_scope
-from anb.core.settings import get_settings
 from anb.processing.probe import probe
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
@@ -51,18 +50,20 @@ def _video(video_id: str) -> Video | None:
 
 
 def _stored_keys(video_id: str) -> set[str]:
-    root = get_settings().media_dir / "videos" / video_id
-    return {f"videos/{video_id}/{path.name}" for path in root.iterdir()} if root.exists() else set()
+    return set(get_storage().keys(f"videos/{video_id}/"))
 
 
-def test_a_job_publishes_the_processed_clip_beside_the_original(uploaded: dict) -> None:
+def test_a_job_publishes_the_processed_clip_beside_the_original(
+    uploaded: dict, tmp_path: Path
+) -> None:
     event = sqs_event(job_body(uploaded["video_id"], uploaded["task_id"]))
     assert handle_batch(event) == {"batchItemFailures": []}
     video = _video(uploaded["video_id"])
     assert video.status == VideoStatus.processed
     assert video.processed_at is not None and video.error is None and video.claim_token is None
     assert _stored_keys(video.id) == {video.original_key, video.processed_key}
-    output = get_settings().media_dir / video.processed_key
+    output = tmp_path / "processed.mp4"
+    get_storage().get_file(video.processed_key, output)
     assert (probe(output).width, probe(output).height) == (1280, 720)
 
 
@@ -111,10 +112,11 @@ def test_a_poison_body_fails_only_its_record(uploaded: dict, body: str) -> None:
 
 
 def test_an_unreadable_video_fails_with_a_reason_and_the_record_succeeds(
-    uploaded: dict, clips: Clips
+    uploaded: dict, clips: Clips, tmp_path: Path
 ) -> None:
-    original = get_settings().media_dir / _video(uploaded["video_id"]).original_key
-    original.write_bytes(clips.truncated.read_bytes())  # as a broken direct upload would be
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(clips.truncated.read_bytes())  # as a broken direct upload would be
+    get_storage().put_file(broken, _video(uploaded["video_id"]).original_key)
     event = sqs_event(job_body(uploaded["video_id"], uploaded["task_id"]))
     assert handle_batch(event) == {"batchItemFailures": []}
     video = _video(uploaded["video_id"])

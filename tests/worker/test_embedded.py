@@ -21,6 +21,12 @@ def _statuses(ids: list[str]) -> list[VideoStatus]:
         return [session.get(Video, video_id).status for video_id in ids]
 
 
+@pytest.fixture(autouse=True)
+def _embedded_only(configure) -> None:
+    if not isinstance(get_queue(), LocalQueue):
+        pytest.skip("the embedded worker consumes the in-process queue only")
+
+
 def test_a_restart_picks_up_what_the_last_run_left(
     client: TestClient, player: Player, clips: Clips
 ) -> None:

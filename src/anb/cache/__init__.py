@@ -13,5 +13,9 @@ __all__ = ["Cache", "get_cache"]
 
 @lru_cache
 def get_cache() -> Cache:
-    get_settings()  # validates ANB_CACHE_URL: only memory:// for now
+    url = get_settings().cache_url
+    if url.startswith(("redis://", "rediss://")):
+        from anb.cache.redis import RedisCache
+
+        return RedisCache.from_url(url)
     return MemoryCache()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -12,6 +13,10 @@ class Cache(Protocol):
 
     def incr(self, key: str) -> int:
         """Add one to a counter (created at 0) and return it."""
+
+    def get_or_compute(self, key: str, compute: Callable[[], str], *, ttl_seconds: int) -> str:
+        """The cached value, or `compute()` stored for next time. While one caller computes
+        a missing key, others wait for its result instead of computing it too."""
 
     def check(self) -> None:
         """Raise if the cache cannot be reached (readiness)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from threading import Lock
 
 
@@ -12,6 +13,7 @@ class MemoryCache:
         self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._counters: dict[str, int] = {}  # never evicted: a reset counter could revive old keys
         self._max_entries = max_entries
+        self._computing: dict[str, Lock] = {}
         self._lock = Lock()
 
     def get(self, key: str) -> str | None:
@@ -39,6 +41,18 @@ class MemoryCache:
         with self._lock:
             self._counters[key] = self._counters.get(key, 0) + 1
             return self._counters[key]
+
+    def get_or_compute(self, key: str, compute: Callable[[], str], *, ttl_seconds: int) -> str:
+        with self._lock:
+            key_lock = self._computing.setdefault(key, Lock())
+        with key_lock:  # one computation per key; the others find its result
+            value = self.get(key)
+            if value is None:
+                value = compute()
+                self.set(key, value, ttl_seconds=ttl_seconds)
+        with self._lock:
+            self._computing.pop(key, None)
+        return value
 
     def check(self) -> None:
         return None

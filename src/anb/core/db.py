@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from threading import Lock
 
 from sqlalchemy import DateTime, Engine, create_engine, event
@@ -17,6 +19,14 @@ from anb.core.settings import get_settings
 
 _lock = Lock()
 _engines: dict[tuple[str, int], Engine] = {}
+_application_name = "anb-api"
+
+
+def use_application_name(name: str) -> None:
+    """Name this process's database connections (PostgreSQL's `application_name`), e.g.
+    `anb-worker`; it applies to engines created from now on."""
+    global _application_name
+    _application_name = name
 
 
 class Base(DeclarativeBase):
@@ -42,13 +52,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def build_engine(url: str, *, application_name: str = "anb") -> Engine:
+def build_engine(url: str, *, application_name: str = "anb", ca_file: Path | None = None) -> Engine:
+    """An engine for `url`. PostgreSQL connections verify the server's certificate against
+    `ca_file` when given (RDS: the AWS RDS CA bundle); pg8000 takes TLS and timeouts as
+    connect() arguments, not URL options."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate)
         return engine
-    connect_args = {"application_name": application_name, "timeout": 10}
+    connect_args: dict[str, object] = {"application_name": application_name, "timeout": 10}
+    if ca_file is not None:
+        connect_args["ssl_context"] = ssl.create_default_context(cafile=str(ca_file))
     return create_engine(url, pool_pre_ping=True, pool_size=10, connect_args=connect_args)
 
 
@@ -69,13 +84,17 @@ def _begin_immediate(connection) -> None:
 
 
 def get_engine() -> Engine:
-    url = get_settings().resolved_database_url
+    """This process's engine: created at first use, so after Gunicorn forks its workers."""
+    settings = get_settings()
+    url = settings.resolved_database_url
     key = (url, os.getpid())
     with _lock:
         if key not in _engines:
             if url.startswith("sqlite:///"):
                 os.makedirs(os.path.dirname(url.removeprefix("sqlite:///")) or ".", exist_ok=True)
-            _engines[key] = build_engine(url)
+            _engines[key] = build_engine(
+                url, application_name=_application_name, ca_file=settings.database_ca_file
+            )
         return _engines[key]
 
 

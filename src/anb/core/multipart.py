@@ -20,6 +20,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from anb.core.errors import InvalidInput
+from anb.core.text import megabytes
 
 TEXT_PART_MAX_BYTES = 4096
 IGNORED_PARTS_MAX_BYTES = 1024 * 1024
@@ -29,7 +30,7 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 class FileTooLarge(InvalidInput):
     def __init__(self, field_name: str, max_bytes: int) -> None:
-        limit = f"{max_bytes / (1024 * 1024):g} MB"
+        limit = megabytes(max_bytes)
         super().__init__(f"{field_name}: el archivo supera el tamaño máximo de {limit}.")
 
 

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = Path(".anb")
     database_url: str | None = None
+    database_ca_file: Path | None = None
     storage_url: str | None = None
     queue_url: str = "local"
     cache_url: str = "memory://"
@@ -48,15 +49,15 @@ class Settings(BaseSettings):
     @field_validator("cache_url")
     @classmethod
     def _known_cache(cls, url: str) -> str:
-        if not url.startswith("memory://"):
-            raise ValueError("must be 'memory://'")
+        if not url.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be 'memory://' or a redis:// (rediss://) URL")
         return url
 
     @field_validator("storage_url")
     @classmethod
     def _known_storage(cls, url: str | None) -> str | None:
-        if url and "://" in url:
-            raise ValueError("must be a directory")
+        if url and "://" in url and not url.startswith("s3://"):
+            raise ValueError("must be a directory or an s3://bucket/prefix URL")
         return url
 
     @property

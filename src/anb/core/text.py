@@ -10,3 +10,8 @@ def search_key(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(stripped.casefold().split())
+
+
+def megabytes(size: int) -> str:
+    """A size limit as players read it: 104857600 → "100 MB"."""
+    return f"{size / (1024 * 1024):.3g} MB"

@@ -97,18 +97,18 @@ def list_public_videos(
 ) -> tuple[list[PublicVideoRow], int]:
     """A page of public videos, most recently published first, and the total count."""
     key = f"{scope.cache_key('videos', cache)}:{limit}:{offset}"
-    cached = cache.get(key)
-    if cached is not None:
-        page = json.loads(cached)
-        rows = [
-            PublicVideoRow(**{**row, "processed_at": datetime.fromisoformat(row["processed_at"])})
-            for row in page["rows"]
-        ]
-        return rows, page["total"]
-    rows, total = _query_public_videos(session, scope, limit, offset)
-    page = {"rows": [asdict(row) for row in rows], "total": total}
-    cache.set(key, json.dumps(page, default=datetime.isoformat), ttl_seconds=CACHE_TTL_SECONDS)
-    return rows, total
+
+    def compute() -> str:
+        rows, total = _query_public_videos(session, scope, limit, offset)
+        page = {"rows": [asdict(row) for row in rows], "total": total}
+        return json.dumps(page, default=datetime.isoformat)
+
+    page = json.loads(cache.get_or_compute(key, compute, ttl_seconds=CACHE_TTL_SECONDS))
+    rows = [
+        PublicVideoRow(**{**row, "processed_at": datetime.fromisoformat(row["processed_at"])})
+        for row in page["rows"]
+    ]
+    return rows, page["total"]
 
 
 def _query_public_videos(
@@ -174,11 +174,11 @@ def rankings(
     session: Session, *, cache: Cache, scope: Scope, limit: int, offset: int
 ) -> list[Ranked]:
     """A page of the scope's ranking; positions count from its top, ties share one."""
-    key = scope.cache_key("rankings", cache)
-    cached = cache.get(key)
-    if cached is None:
-        cached = json.dumps(_compute_ranking(session, scope))
-        cache.set(key, cached, ttl_seconds=CACHE_TTL_SECONDS)
+    cached = cache.get_or_compute(
+        scope.cache_key("rankings", cache),
+        lambda: json.dumps(_compute_ranking(session, scope)),
+        ttl_seconds=CACHE_TTL_SECONDS,
+    )
     return [Ranked(*entry) for entry in json.loads(cached)[offset : offset + limit]]
 
 

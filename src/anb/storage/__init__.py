@@ -13,4 +13,11 @@ __all__ = ["Storage", "get_storage"]
 
 @lru_cache
 def get_storage() -> Storage:
-    return LocalStorage(get_settings().media_dir)
+    settings = get_settings()
+    if settings.storage_url and settings.storage_url.startswith("s3://"):
+        import boto3
+
+        from anb.storage.s3 import S3Storage
+
+        return S3Storage.from_url(settings.storage_url, boto3.client("s3"))
+    return LocalStorage(settings.media_dir)

@@ -18,8 +18,23 @@ class Storage(Protocol):
     def delete(self, *keys: str) -> None:
         """Delete the objects; missing ones are ignored."""
 
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when it does not exist."""
+
+    def move(self, source_key: str, target_key: str) -> None:
+        """Rename an object (within the storage)."""
+
+    def keys(self, prefix: str) -> list[str]:
+        """The keys of the objects under `prefix`."""
+
     def url(self, key: str, *, expires_in: int, base_url: str) -> str:
         """An absolute URL that downloads the object until it expires."""
+
+    def upload_form(
+        self, key: str, *, max_bytes: int, expires_in: int, base_url: str
+    ) -> tuple[str, dict[str, str]]:
+        """Where and how a client uploads an object directly: a URL and the form fields to
+        send with the file (field `file`) in a multipart POST, valid until it expires."""
 
     def check(self) -> None:
         """Raise if the storage cannot be reached (readiness)."""

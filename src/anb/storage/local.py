@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 from anb.core.security import sign, signature_matches
 
 FILES_ROUTE = "/api/files/"
+UPLOADS_ROUTE = "/api/uploads"
 
 
 class LocalStorage:
@@ -37,6 +38,25 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self.path_of(key).is_file()
 
+    def size(self, key: str) -> int | None:
+        path = self.path_of(key)
+        return path.stat().st_size if path.is_file() else None
+
+    def move(self, source_key: str, target_key: str) -> None:
+        target = self.path_of(target_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = self.path_of(source_key)
+        os.replace(source, target)
+        _remove_empty_parents(source.parent, self.root)
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+            and path.relative_to(self.root).as_posix().startswith(prefix)
+        )  # fmt: skip
+
     def delete(self, *keys: str) -> None:
         for key in keys:
             path = self.path_of(key)
@@ -48,9 +68,22 @@ class LocalStorage:
         query = urlencode({"expires": expires, "signature": sign(f"{key}\n{expires}")})
         return f"{base_url.rstrip('/')}{FILES_ROUTE}{quote(key)}?{query}"
 
+    def upload_form(
+        self, key: str, *, max_bytes: int, expires_in: int, base_url: str
+    ) -> tuple[str, dict[str, str]]:
+        expires = int(time.time()) + expires_in
+        fields = {"key": key, "expires": str(expires), "max_bytes": str(max_bytes)}
+        fields["signature"] = sign(upload_policy(fields))
+        return f"{base_url.rstrip('/')}{UPLOADS_ROUTE}", fields
+
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise OSError(f"{self.root} is not writable")
+
+
+def upload_policy(fields: dict[str, str]) -> str:
+    """What an upload form's signature covers."""
+    return f"upload\n{fields.get('key')}\n{fields.get('expires')}\n{fields.get('max_bytes')}"
 
 
 def signed_url_is_valid(key: str, expires: int, signature: str) -> bool:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
-from anb.core.deps import StorageDep
-from anb.core.errors import Forbidden, NotFound
+from anb.core.deps import SettingsDep, StorageDep
+from anb.core.errors import Forbidden, InvalidInput, NotFound
+from anb.core.multipart import FileTooLarge, read_multipart
 from anb.core.responses import error_responses
-from anb.storage.local import LocalStorage, signed_url_is_valid
+from anb.core.security import signature_matches
+from anb.storage.local import LocalStorage, signed_url_is_valid, upload_policy
 
 router = APIRouter(tags=["files"], include_in_schema=False)
 
@@ -18,6 +22,34 @@ router = APIRouter(tags=["files"], include_in_schema=False)
 class FileNotFound(NotFound):
     def __init__(self) -> None:
         super().__init__("Archivo no encontrado.")
+
+
+@router.post("/api/uploads", status_code=204, responses=error_responses(400, 403))
+async def direct_upload(request: Request, storage: StorageDep, settings: SettingsDep) -> Response:
+    """The embedded counterpart of an S3 presigned POST: signed form fields, then `file`."""
+    form = await read_multipart(
+        request.headers.get("content-type", ""),
+        request.headers.get("content-length"),
+        request.stream(),
+        file_field="file",
+        max_file_bytes=settings.upload_max_bytes,
+        tmp_dir=settings.tmp_dir,
+    )
+    try:
+        fields = form.fields
+        if not (fields.get("expires", "").isdigit() and fields.get("max_bytes", "").isdigit()):
+            raise Forbidden("El formulario de carga no es válido.")
+        policy_ok = signature_matches(upload_policy(fields), fields.get("signature", ""))
+        if not policy_ok or int(fields["expires"]) < time.time():
+            raise Forbidden("El formulario de carga no es válido o ha expirado.")
+        if "file" not in form.files:
+            raise InvalidInput("file: campo requerido.")
+        if form.files["file"].stat().st_size > int(fields["max_bytes"]):
+            raise FileTooLarge("file", int(fields["max_bytes"]))
+        await run_in_threadpool(storage.put_file, form.files["file"], fields["key"])
+    finally:
+        form.discard()
+    return Response(status_code=204)
 
 
 @router.get("/api/files/{key:path}", responses=error_responses(403, 404))

@@ -45,6 +45,23 @@ class Video(Base):
     owner: Mapped[User] = relationship(lazy="raise")
 
 
+class UploadSession(Base):
+    """A direct upload granted but not yet completed: the video exists once it completes."""
+
+    __tablename__ = "upload_sessions"
+
+    video_id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def incoming_key_for(video_id: str) -> str:
+    """Where a direct upload lands before it is completed."""
+    return f"incoming/{video_id}.mp4"
+
+
 def original_key_for(video_id: str) -> str:
     return f"videos/{video_id}/original.mp4"
 

@@ -18,7 +18,15 @@ from anb.core.responses import error_responses
 from anb.processing.probe import UploadRules
 from anb.videos import service
 from anb.videos.models import Video
-from anb.videos.schemas import UploadAccepted, VideoDeleted, VideoRead, VideoSummary
+from anb.videos.schemas import (
+    DirectUploadRequest,
+    DirectUploadStarted,
+    UploadAccepted,
+    UploadCompleted,
+    VideoDeleted,
+    VideoRead,
+    VideoSummary,
+)
 
 router = APIRouter(prefix="/api/videos", tags=["videos"])
 
@@ -86,6 +94,68 @@ async def upload_video(
     finally:
         form.discard()
     return UploadAccepted(
+        message="Video subido correctamente. Procesamiento en curso.",
+        task_id=video.task_id,
+        video_id=video.id,
+    )
+
+
+@router.post(
+    "/uploads",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DirectUploadStarted,
+    responses=error_responses(400, 401),
+    summary="Start a direct upload to storage (for large files and API Gateway)",
+)
+def start_direct_upload(
+    data: DirectUploadRequest,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+) -> DirectUploadStarted:
+    """Answers where to POST the file: `upload_url` with the `upload_fields` and then the
+    file as `file` (multipart/form-data), before `expires_in` seconds pass. Then call
+    `/api/videos/{video_id}/complete`. The file is judged by the worker, with the same
+    rules as `/api/videos/upload`; a broken file ends the video `failed` with an `error`."""
+    granted = service.start_direct_upload(
+        session,
+        owner=user,
+        title=data.title,
+        size=data.size,
+        max_bytes=settings.upload_max_bytes,
+        expires_in=settings.url_ttl_seconds,
+        base_url=str(request.base_url),
+        storage=storage,
+    )
+    return DirectUploadStarted(**vars(granted))
+
+
+@router.post(
+    "/{video_id}/complete",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadCompleted,
+    responses=error_responses(400, 401, 403, 404, 503),
+    summary="Finish a direct upload: the video is recorded and its processing enqueued",
+)
+def complete_direct_upload(
+    video_id: VideoId,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    queue: QueueDep,
+) -> UploadCompleted:
+    video = service.complete_direct_upload(
+        session,
+        owner=user,
+        video_id=video_id,
+        max_bytes=settings.upload_max_bytes,
+        storage=storage,
+        queue=queue,
+    )
+    return UploadCompleted(
         message="Video subido correctamente. Procesamiento en curso.",
         task_id=video.task_id,
         video_id=video.id,

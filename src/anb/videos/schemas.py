@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from anb.core.responses import Timestamp
 from anb.videos.models import VideoStatus
@@ -43,4 +49,23 @@ class UploadAccepted(BaseModel):
 
 class VideoDeleted(BaseModel):
     message: str
+    video_id: str
+
+
+class DirectUploadRequest(BaseModel):
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    size: Annotated[int, Field(gt=0, description="The file's size in bytes")]
+
+
+class DirectUploadStarted(BaseModel):
+    video_id: str
+    upload_url: str
+    upload_fields: dict[str, str]
+    """Send them, then the file as the field `file`, in a multipart/form-data POST."""
+    expires_in: int
+
+
+class UploadCompleted(BaseModel):
+    message: str
+    task_id: str
     video_id: str

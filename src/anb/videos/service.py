@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from anb.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from anb.core.text import megabytes
 from anb.processing.probe import UploadRules, check_upload
 from anb.queue import JobQueue
 from anb.storage import Storage
 from anb.users.models import User, new_id
-from anb.videos.models import Video, VideoStatus, original_key_for
+from anb.videos.models import (
+    UploadSession,
+    Video,
+    VideoStatus,
+    incoming_key_for,
+    original_key_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +79,23 @@ def accept_upload(
     Whatever fails, nothing half-done stays behind: no object without a row, no row
     without a job."""
     check_upload(source, rules)
-    video = Video(
-        id=new_id(),
-        task_id=new_id(),
-        owner_id=owner.id,
-        title=title,
-        original_bytes=source.stat().st_size,
-    )
+    video = Video(id=new_id(), owner_id=owner.id, title=title)
     video.original_key = original_key_for(video.id)
+    video.original_bytes = source.stat().st_size
     try:
         storage.put_file(source, video.original_key)
     except Exception as exc:
         log.exception("storing an upload failed", extra={"video_id": video.id})
         raise StorageFailed() from exc
+    return _record_and_enqueue(session, video, storage=storage, queue=queue)
+
+
+def _record_and_enqueue(
+    session: Session, video: Video, *, storage: Storage, queue: JobQueue
+) -> Video:
+    """Commit the video (its original is stored already) and enqueue its job; undo both
+    if either fails."""
+    video.task_id = new_id()
     try:
         session.add(video)
         session.commit()
@@ -98,6 +110,74 @@ def accept_upload(
         _remove(session, storage, video)
         raise EnqueueFailed() from exc
     return video
+
+
+@dataclass(frozen=True)
+class DirectUpload:
+    video_id: str
+    upload_url: str
+    upload_fields: dict[str, str]
+    expires_in: int
+
+
+def start_direct_upload(
+    session: Session,
+    *,
+    owner: User,
+    title: str,
+    size: int,
+    max_bytes: int,
+    expires_in: int,
+    base_url: str,
+    storage: Storage,
+) -> DirectUpload:
+    """Grant a direct upload to storage (an S3 presigned POST, or the API's signed form)."""
+    if size > max_bytes:
+        raise InvalidInput(f"size: el archivo supera el tamaño máximo de {megabytes(max_bytes)}.")
+    upload = UploadSession(video_id=new_id(), owner_id=owner.id, title=title, size=size)
+    url, fields = storage.upload_form(
+        incoming_key_for(upload.video_id),
+        max_bytes=max_bytes,
+        expires_in=expires_in,
+        base_url=base_url,
+    )
+    session.add(upload)
+    session.commit()
+    return DirectUpload(upload.video_id, url, fields, expires_in)
+
+
+def complete_direct_upload(
+    session: Session,
+    *,
+    owner: User,
+    video_id: str,
+    max_bytes: int,
+    storage: Storage,
+    queue: JobQueue,
+) -> Video:
+    """Turn a finished direct upload into a video and enqueue it. The worker judges the
+    file's content; completing twice answers the same job."""
+    upload = session.get(UploadSession, video_id)
+    if upload is None:
+        return _already_completed(session, owner=owner, video_id=video_id)
+    if upload.owner_id != owner.id:
+        raise NotYourVideo()
+    incoming = incoming_key_for(video_id)
+    size = storage.size(incoming)
+    if size is None:
+        raise InvalidInput("El archivo aún no se ha subido: súbelo antes de completar la carga.")
+    if size > max_bytes:
+        storage.delete(incoming)
+        raise InvalidInput(f"El archivo supera el tamaño máximo de {megabytes(max_bytes)}.")
+    video = Video(id=video_id, owner_id=owner.id, title=upload.title, original_bytes=size)
+    video.original_key = original_key_for(video_id)
+    storage.move(incoming, video.original_key)
+    session.delete(upload)
+    return _record_and_enqueue(session, video, storage=storage, queue=queue)
+
+
+def _already_completed(session: Session, *, owner: User, video_id: str) -> Video:
+    return get_own_video(session, owner=owner, video_id=video_id)
 
 
 def list_videos(session: Session, *, owner: User) -> list[Video]:

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from anb.cache import get_cache
-from anb.core import observability
+from anb.core import db, observability
 from anb.core.settings import get_settings
 from anb.storage import get_storage
 from anb.worker.jobs import Job, Outcome, Report, Worker
@@ -28,6 +28,7 @@ def _worker() -> Worker:
 
 def handle_batch(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
     """Process every record; answer the ids of those to retry (`batchItemFailures`)."""
+    db.use_application_name("anb-worker")
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     try:
         return process_partial_response(

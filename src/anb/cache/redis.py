@@ -1,0 +1,80 @@
+"""The cache in Redis. Redis is an accelerator, never a dependency: when it cannot be
+reached, reads miss, writes are skipped, values are computed from the database, and a
+warning is logged (at most once every few seconds)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+LOCK_SECONDS = 10  # longest a computation may hold a key's lock
+WAIT_STEP_SECONDS = 0.05
+WARN_EVERY_SECONDS = 10
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+class RedisCache:
+    def __init__(self, client: Any, *, max_wait_seconds: float = 2.0) -> None:
+        self.client = client
+        self.max_wait_seconds = max_wait_seconds
+        self._last_warning = 0.0
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisCache:
+        options = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5, "retry_on_timeout": False}
+        return cls(redis.Redis.from_url(url, decode_responses=True, **options))
+
+    def get(self, key: str) -> str | None:
+        return self._safely(lambda: self.client.get(key), None)
+
+    def set(self, key: str, value: str, *, ttl_seconds: int) -> None:
+        self._safely(lambda: self.client.set(key, value, ex=ttl_seconds), None)
+
+    def incr(self, key: str) -> int:
+        return self._safely(lambda: int(self.client.incr(key)), 0)
+
+    def get_or_compute(self, key: str, compute: Callable[[], str], *, ttl_seconds: int) -> str:
+        value = self.get(key)
+        if value is not None:
+            return value
+        token = str(uuid.uuid4())
+        lock = f"{key}:lock"
+        if self._safely(lambda: self.client.set(lock, token, nx=True, ex=LOCK_SECONDS), True):
+            try:
+                value = compute()
+                self.set(key, value, ttl_seconds=ttl_seconds)
+                return value
+            finally:
+                self._safely(lambda: self.client.eval(_RELEASE, 1, lock, token), None)
+        return self._wait_for(key) or compute()
+
+    def _wait_for(self, key: str) -> str | None:
+        """Another process is computing `key`: wait a little for its result."""
+        deadline = time.monotonic() + self.max_wait_seconds
+        while time.monotonic() < deadline:
+            time.sleep(WAIT_STEP_SECONDS)
+            value = self.get(key)
+            if value is not None:
+                return value
+        return None
+
+    def check(self) -> None:
+        self.client.ping()
+
+    def _safely(self, call: Callable[[], Any], fallback: Any) -> Any:
+        try:
+            return call()
+        except RedisError as error:
+            now = time.monotonic()
+            if now - self._last_warning > WARN_EVERY_SECONDS:
+                self._last_warning = now
+                log.warning("Redis unavailable, answering from the database: %s", error)
+            return fallback

@@ -1,0 +1,137 @@
+"""Direct uploads: a presigned S3 POST (or the API's signed form), then /complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from anb.core.db import session_scope
+from anb.videos.models import Video, VideoStatus
+from anb.worker.batch import handle_batch
+from tests.clips import Clips
+from tests.conftest import Player, local_only, pending_jobs, signup
+
+
+def _start(client: TestClient, player: Player, path: Path, title: str = "Directo") -> dict:
+    response = client.post(
+        "/api/videos/uploads",
+        headers=player.headers,
+        json={"title": title, "size": path.stat().st_size},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _send(client: TestClient, grant: dict, path: Path, **field_changes: str) -> httpx.Response:
+    fields = {**grant["upload_fields"], **field_changes}
+    with path.open("rb") as handle:
+        files = {"file": (path.name, handle, "video/mp4")}
+        if grant["upload_url"].startswith(str(client.base_url)):
+            return client.post(grant["upload_url"], data=fields, files=files)
+        return httpx.post(grant["upload_url"], data=fields, files=files, timeout=60)
+
+
+def _complete(client: TestClient, player: Player, video_id: str) -> httpx.Response:
+    return client.post(f"/api/videos/{video_id}/complete", headers=player.headers)
+
+
+def test_a_direct_upload_becomes_a_video_with_its_job(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
+    grant = _start(client, player, clips.landscape)
+    assert set(grant) == {"video_id", "upload_url", "upload_fields", "expires_in"}
+    assert grant["expires_in"] > 0
+    assert client.get("/api/videos", headers=player.headers).json() == []  # not a video yet
+    assert _send(client, grant, clips.landscape).status_code in (200, 201, 204)
+
+    completed = _complete(client, player, grant["video_id"])
+    assert completed.status_code == 202
+    task_id = completed.json()["task_id"]
+    assert pending_jobs() == [{"video_id": grant["video_id"], "task_id": task_id}]
+    [video] = client.get("/api/videos", headers=player.headers).json()
+    assert (video["video_id"], video["title"], video["status"]) == (
+        grant["video_id"], "Directo", "uploaded",
+    )  # fmt: skip
+    again = _complete(client, player, grant["video_id"])
+    assert (again.status_code, again.json()["task_id"]) == (202, task_id)
+
+    event = {"Records": [_record(grant["video_id"], task_id)]}
+    assert handle_batch(event) == {"batchItemFailures": []}
+    assert _status(grant["video_id"]) == VideoStatus.processed
+
+
+def test_the_worker_judges_a_direct_upload_with_the_upload_rules(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
+    grant = _start(client, player, clips.short)
+    _send(client, grant, clips.short)
+    task_id = _complete(client, player, grant["video_id"]).json()["task_id"]
+    assert (
+        handle_batch({"Records": [_record(grant["video_id"], task_id)]})["batchItemFailures"] == []
+    )
+    video = client.get(f"/api/videos/{grant['video_id']}", headers=player.headers).json()
+    assert video["status"] == "failed"
+    assert "la duración debe estar entre 20 y 60 segundos" in video["error"]
+
+
+def test_completing_needs_the_file_and_the_owner(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
+    grant = _start(client, player, clips.landscape)
+    early = _complete(client, player, grant["video_id"])
+    assert early.status_code == 400 and "aún no se ha subido" in early.json()["detail"]
+    _send(client, grant, clips.landscape)
+    intruder = signup(client, email="intruso@example.com")
+    assert _complete(client, intruder, grant["video_id"]).status_code == 403
+    assert _complete(client, player, "00000000-0000-0000-0000-000000000000").status_code == 404
+    assert client.post(f"/api/videos/{grant['video_id']}/complete").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"title": "x", "size": 200 * 1024 * 1024}, "size"),
+        ({"title": "x", "size": 0}, "size"),
+        ({"title": " ", "size": 10}, "title"),
+        ({"size": 10}, "title"),
+    ],
+)
+def test_a_direct_upload_request_is_validated(
+    client: TestClient, player: Player, body: dict, field: str
+) -> None:
+    response = client.post("/api/videos/uploads", headers=player.headers, json=body)
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith(f"{field}:")
+
+
+def test_the_local_upload_form_is_signed_and_bounded(
+    client: TestClient, player: Player, clips: Clips, configure, tmp_path: Path
+) -> None:
+    local_only("S3 enforces its own POST policy")
+    grant = _start(client, player, clips.landscape)
+    assert _send(client, grant, clips.landscape, key="videos/other/original.mp4").status_code == 403
+    assert _send(client, grant, clips.landscape, expires="1").status_code == 403
+    assert _send(client, grant, clips.landscape, max_bytes="999999999").status_code == 403
+    configure(ANB_UPLOAD_MAX_BYTES="1000")
+    tiny = tmp_path / "tiny.mp4"
+    tiny.write_bytes(b"\0" * 500)
+    small = _start(client, player, tiny)  # a grant for at most 1000 bytes
+    too_big = _send(client, small, clips.landscape)
+    assert too_big.status_code == 400 and "supera el tamaño máximo" in too_big.json()["detail"]
+    assert _complete(client, player, small["video_id"]).status_code == 400
+
+
+def _record(video_id: str, task_id: str) -> dict:
+    template = json.loads((Path(__file__).parents[2] / "events" / "sqs.json").read_text())
+    record = template["Records"][0]
+    record["body"] = json.dumps({"video_id": video_id, "task_id": task_id})
+    return record
+
+
+def _status(video_id: str) -> VideoStatus:
+    with session_scope() as session:
+        return session.get(Video, video_id).status
