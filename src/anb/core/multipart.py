@@ -18,8 +18,10 @@ from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from anb.core.errors import InvalidInput
+from anb.core.settings import Settings
 from anb.core.text import megabytes
 
 TEXT_PART_MAX_BYTES = 4096
@@ -184,3 +186,17 @@ def _boundary(content_type: str) -> bytes:
     if media_type != b"multipart/form-data" or not boundary:
         raise MalformedForm("falta el encabezado Content-Type con boundary")
     return boundary
+
+
+async def read_request_form(
+    request: Request, *, file_field: str, settings: Settings
+) -> StreamedForm:
+    """`read_multipart` on a request's body, with the configured size limit and scratch dir."""
+    return await read_multipart(
+        request.headers.get("content-type", ""),
+        request.headers.get("content-length"),
+        request.stream(),
+        file_field=file_field,
+        max_file_bytes=settings.upload_max_bytes,
+        tmp_dir=settings.tmp_dir,
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anb.core.errors import InvalidInput
+from anb.core.settings import Settings
 from anb.processing.ffmpeg import ffmpeg_exe
 
 PROBE_TIMEOUT_SECONDS = 120
@@ -52,6 +53,14 @@ class UploadRules:
     min_seconds: float
     max_seconds: float
     min_short_side: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UploadRules:
+        return cls(
+            min_seconds=settings.upload_min_seconds,
+            max_seconds=settings.upload_max_seconds,
+            min_short_side=settings.upload_min_short_side,
+        )
 
 
 class UnacceptableVideo(InvalidInput):

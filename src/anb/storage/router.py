@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from anb.core.deps import SettingsDep, StorageDep
 from anb.core.errors import Forbidden, InvalidInput, NotFound
-from anb.core.multipart import FileTooLarge, read_multipart
+from anb.core.multipart import FileTooLarge, read_request_form
 from anb.core.responses import error_responses
 from anb.core.security import signature_matches
 from anb.storage.local import LocalStorage, signed_url_is_valid, upload_policy
@@ -27,14 +27,7 @@ class FileNotFound(NotFound):
 @router.post("/api/uploads", status_code=204, responses=error_responses(400, 403))
 async def direct_upload(request: Request, storage: StorageDep, settings: SettingsDep) -> Response:
     """The embedded counterpart of an S3 presigned POST: signed form fields, then `file`."""
-    form = await read_multipart(
-        request.headers.get("content-type", ""),
-        request.headers.get("content-length"),
-        request.stream(),
-        file_field="file",
-        max_file_bytes=settings.upload_max_bytes,
-        tmp_dir=settings.tmp_dir,
-    )
+    form = await read_request_form(request, file_field="file", settings=settings)
     try:
         fields = form.fields
         if not (fields.get("expires", "").isdigit() and fields.get("max_bytes", "").isdigit()):

@@ -13,7 +13,7 @@ from anb.core.deps import (
     VideoId,
 )
 from anb.core.errors import InvalidInput
-from anb.core.multipart import read_multipart
+from anb.core.multipart import read_request_form
 from anb.core.responses import error_responses
 from anb.processing.probe import UploadRules
 from anb.videos import service
@@ -63,23 +63,12 @@ async def upload_video(
     storage: StorageDep,
     queue: QueueDep,
 ) -> UploadAccepted:
-    form = await read_multipart(
-        request.headers.get("content-type", ""),
-        request.headers.get("content-length"),
-        request.stream(),
-        file_field="video_file",
-        max_file_bytes=settings.upload_max_bytes,
-        tmp_dir=settings.tmp_dir,
-    )
+    form = await read_request_form(request, file_field="video_file", settings=settings)
     try:
         if "video_file" not in form.files:
             raise InvalidInput("video_file: campo requerido (archivo de video MP4).")
         title = service.clean_title(form.fields.get("title"))
-        rules = UploadRules(
-            min_seconds=settings.upload_min_seconds,
-            max_seconds=settings.upload_max_seconds,
-            min_short_side=settings.upload_min_short_side,
-        )
+        rules = UploadRules.from_settings(settings)
         video = await run_in_threadpool(
             lambda: service.accept_upload(
                 session,

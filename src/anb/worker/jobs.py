@@ -109,7 +109,7 @@ class Worker:
             if not self._fetch(claim, source):
                 return Report(_fail_or_skip(job, ORIGINAL_MISSING))
             try:
-                info = check_upload(source, self._rules())
+                info = check_upload(source, UploadRules.from_settings(self.settings))
             except UnacceptableVideo as refused:
                 return Report(_fail_or_skip(job, refused.detail.removeprefix("video_file: ")))
             pipeline.render(
@@ -125,13 +125,6 @@ class Worker:
     def _scratch(self) -> Path:
         self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
         return self.settings.tmp_dir
-
-    def _rules(self) -> UploadRules:
-        return UploadRules(
-            min_seconds=self.settings.upload_min_seconds,
-            max_seconds=self.settings.upload_max_seconds,
-            min_short_side=self.settings.upload_min_short_side,
-        )
 
     def _fetch(self, claim: Claim, target: Path) -> bool:
         if self.storage.exists(claim.original_key):
