@@ -135,3 +135,37 @@ def _record(video_id: str, task_id: str) -> dict:
 def _status(video_id: str) -> VideoStatus:
     with session_scope() as session:
         return session.get(Video, video_id).status
+
+
+def test_a_file_larger_than_declared_is_refused(
+    client: TestClient, player: Player, clips: Clips, tmp_path: Path
+) -> None:
+    declared = tmp_path / "declared.mp4"
+    declared.write_bytes(clips.landscape.read_bytes()[:1000])
+    grant = _start(client, player, declared)  # grants 1000 bytes, then sends the whole clip
+    sent = _send(client, grant, clips.landscape)
+    if sent.status_code < 300:  # a store that does not enforce the form's limit itself
+        refused = _complete(client, player, grant["video_id"])
+        assert refused.status_code == 400 and "tamaño declarado" in refused.json()["detail"]
+    else:
+        assert sent.status_code == 400
+    assert client.get("/api/videos", headers=player.headers).json() == []
+
+
+def test_abandoned_direct_uploads_are_forgotten(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
+    from datetime import timedelta
+
+    from anb.core.db import utcnow
+    from anb.videos.models import UploadSession
+
+    old = _start(client, player, clips.landscape)
+    _send(client, old, clips.landscape)
+    with session_scope() as session:
+        session.get(UploadSession, old["video_id"]).created_at = utcnow() - timedelta(days=3)
+        session.commit()
+    _start(client, player, clips.landscape)
+    with session_scope() as session:
+        assert session.get(UploadSession, old["video_id"]) is None
+    assert _complete(client, player, old["video_id"]).status_code == 404

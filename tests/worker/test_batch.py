@@ -174,3 +174,26 @@ def test_job_logs_carry_the_ids(uploaded: dict, capsys: pytest.CaptureFixture) -
 def test_storage_adapter_is_shared_with_the_api(uploaded: dict) -> None:
     reset_process_state()
     assert get_storage().exists(_video(uploaded["video_id"]).original_key)
+
+
+def test_an_attempt_that_loses_its_claim_leaves_the_video_to_the_winner(uploaded: dict) -> None:
+    from anb.cache import get_cache
+    from anb.core.settings import get_settings
+    from anb.worker import jobs
+
+    job = jobs.Job(uploaded["video_id"], uploaded["task_id"])
+    worker = jobs.Worker(settings=get_settings(), storage=get_storage(), cache=get_cache())
+    stolen: list[jobs.Claim | None] = []
+
+    def another_attempt_claims(_fraction: float) -> None:
+        if not stolen:
+            stolen.append(jobs._claim(job))  # a duplicate delivery starts meanwhile
+
+    last = get_settings().max_attempts
+    report = worker.handle(job, attempt=last, on_progress=another_attempt_claims)
+    assert report.outcome == jobs.Outcome.skipped  # not failed: the other attempt will publish
+    video = _video(job.video_id)
+    assert video.status == VideoStatus.processing and video.claim_token == stolen[0].token
+    assert _stored_keys(job.video_id) == {video.original_key}  # the loser's output is gone
+    with pytest.raises(jobs.ClaimLost):
+        worker.handle(job, attempt=1, on_progress=lambda _: stolen.append(jobs._claim(job)))

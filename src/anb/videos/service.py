@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from anb.core.db import utcnow
 from anb.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from anb.core.text import megabytes
 from anb.processing.probe import UploadRules, check_upload
@@ -134,10 +136,11 @@ def start_direct_upload(
     """Grant a direct upload to storage (an S3 presigned POST, or the API's signed form)."""
     if size > max_bytes:
         raise InvalidInput(f"size: el archivo supera el tamaño máximo de {megabytes(max_bytes)}.")
+    _forget_abandoned_uploads(session, owner=owner, storage=storage)
     upload = UploadSession(video_id=new_id(), owner_id=owner.id, title=title, size=size)
     url, fields = storage.upload_form(
         incoming_key_for(upload.video_id),
-        max_bytes=max_bytes,
+        max_bytes=size,  # the declared size is the most the storage will accept
         expires_in=expires_in,
         base_url=base_url,
     )
@@ -166,14 +169,30 @@ def complete_direct_upload(
     size = storage.size(incoming)
     if size is None:
         raise InvalidInput("El archivo aún no se ha subido: súbelo antes de completar la carga.")
-    if size > max_bytes:
+    if size > min(max_bytes, upload.size):
         storage.delete(incoming)
-        raise InvalidInput(f"El archivo supera el tamaño máximo de {megabytes(max_bytes)}.")
+        raise InvalidInput(f"El archivo supera el tamaño declarado ({upload.size} bytes).")
     video = Video(id=video_id, owner_id=owner.id, title=upload.title, original_bytes=size)
     video.original_key = original_key_for(video_id)
     storage.move(incoming, video.original_key)
     session.delete(upload)
     return _record_and_enqueue(session, video, storage=storage, queue=queue)
+
+
+ABANDONED_AFTER = timedelta(days=2)
+
+
+def _forget_abandoned_uploads(session: Session, *, owner: User, storage: Storage) -> None:
+    """Drop the player's direct uploads granted long ago and never completed."""
+    cutoff = utcnow() - ABANDONED_AFTER
+    stale = session.scalars(
+        select(UploadSession).where(
+            UploadSession.owner_id == owner.id, UploadSession.created_at < cutoff
+        )
+    ).all()
+    for upload in stale:
+        storage.delete(incoming_key_for(upload.video_id))
+        session.delete(upload)
 
 
 def _already_completed(session: Session, *, owner: User, video_id: str) -> Video:

@@ -45,6 +45,10 @@ class RetryLater(Exception):
     """A passing failure (storage, database, a concurrent attempt): try the job again."""
 
 
+class ClaimLost(RetryLater):
+    """A later attempt claimed the video meanwhile; it will publish, not this one."""
+
+
 class Outcome(enum.StrEnum):
     processed = "processed"
     failed = "failed"  # the video is marked failed, with a reason for the player
@@ -92,6 +96,11 @@ class Worker:
         and marks the video failed."""
         try:
             return self._process(job, on_progress)
+        except ClaimLost:
+            if attempt < self.settings.max_attempts:
+                raise
+            log.warning("another attempt owns the video; leaving it to that attempt")
+            return Report(Outcome.skipped)
         except Exception as exc:
             if attempt < self.settings.max_attempts:
                 raise
@@ -159,7 +168,7 @@ class Worker:
         self.storage.delete(key)  # deleted meanwhile, or another attempt owns the video
         if status is None or status in (VideoStatus.processed, VideoStatus.failed):
             return Outcome.skipped
-        raise RetryLater("another attempt claimed this video; trying again later")
+        raise ClaimLost("another attempt claimed this video; trying again later")
 
 
 @dataclass(frozen=True)
