@@ -1,0 +1,11 @@
+"""Lambda entry point of the API: API Gateway HTTP API (payload 2.0) and ALB events.
+
+Mangum translates each event into an ASGI request for the FastAPI app. The app is built
+once per execution environment, at import (the cold start); engines and clients are created
+lazily at first use, so no ASGI lifespan is needed (Mangum would run it on every call)."""
+
+from mangum import Mangum
+
+from anb.api import create_app
+
+handler = Mangum(create_app(), lifespan="off")
