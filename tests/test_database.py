@@ -1,0 +1,43 @@
+"""Connections to PostgreSQL: named after their role, TLS verified when a CA is configured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from anb.core import db
+
+
+def test_connections_carry_the_application_name(postgres_database: str) -> None:
+    engine = db.build_engine(postgres_database, application_name="anb-worker")
+    with engine.connect() as connection:
+        name = connection.execute(
+            text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        ).scalar()
+    engine.dispose()
+    assert name == "anb-worker"
+
+
+def test_a_ca_file_makes_connections_use_verified_tls(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """The local server speaks no TLS: a client that insists on it must fail, not fall back."""
+    import certifi
+
+    engine = db.build_engine(postgres_database, ca_file=Path(certifi.where()))
+    with pytest.raises(DBAPIError) as refused, engine.connect():
+        pass
+    engine.dispose()
+    assert "ssl" in str(refused.value).lower() or "tls" in str(refused.value).lower()
+
+
+def test_the_process_engine_is_rebuilt_after_a_fork(configure) -> None:
+    import os
+
+    first = db.get_engine()
+    assert db.get_engine() is first
+    key = next(key for key, engine in db._engines.items() if engine is first)
+    assert key[1] == os.getpid()  # keyed by process: a forked worker builds its own
