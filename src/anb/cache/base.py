@@ -14,6 +14,10 @@ class Cache(Protocol):
     def incr(self, key: str) -> int:
         """Add one to a counter (created at 0) and return it."""
 
+    def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
+        """Count one more event in the current window of `key`: (events so far in the
+        window, seconds until the window ends)."""
+
     def get_or_compute(self, key: str, compute: Callable[[], str], *, ttl_seconds: int) -> str:
         """The cached value, or `compute()` stored for next time. While one caller computes
         a missing key, others wait for its result instead of computing it too."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,6 +15,7 @@ class MemoryCache:
         self._counters: dict[str, int] = {}  # never evicted: a reset counter could revive old keys
         self._max_entries = max_entries
         self._computing: dict[str, Lock] = {}
+        self._windows: dict[str, tuple[float, int]] = {}
         self._lock = Lock()
 
     def get(self, key: str) -> str | None:
@@ -41,6 +43,17 @@ class MemoryCache:
         with self._lock:
             self._counters[key] = self._counters.get(key, 0) + 1
             return self._counters[key]
+
+    def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
+        now = time.monotonic()
+        with self._lock:
+            ends, count = self._windows.get(key, (0.0, 0))
+            if ends <= now:
+                ends, count = now + window_seconds, 0
+                if len(self._windows) >= self._max_entries:  # forget finished windows
+                    self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
+            self._windows[key] = (ends, count + 1)
+            return count + 1, max(1, math.ceil(ends - now))
 
     def get_or_compute(self, key: str, compute: Callable[[], str], *, ttl_seconds: int) -> str:
         with self._lock:

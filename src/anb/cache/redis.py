@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 LOCK_SECONDS = 10  # longest a computation may hold a key's lock
 WAIT_STEP_SECONDS = 0.05
 WARN_EVERY_SECONDS = 10
+_HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('TTL', KEYS[1])}
+"""
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
@@ -40,6 +45,15 @@ class RedisCache:
 
     def incr(self, key: str) -> int:
         return self._safely(lambda: int(self.client.incr(key)), 0)
+
+    def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
+        """Atomic in Redis, so every API process counts against one limit. Without Redis
+        nothing is counted (limits are a protection, not a dependency)."""
+        result = self._safely(lambda: self.client.eval(_HIT, 1, key, window_seconds), None)
+        if result is None:
+            return 0, window_seconds
+        count, ttl = result
+        return int(count), max(1, int(ttl))
 
     def get_or_compute(self, key: str, compute: Callable[[], str], *, ttl_seconds: int) -> str:
         value = self.get(key)

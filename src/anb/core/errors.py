@@ -32,3 +32,11 @@ class Unavailable(DomainError):
     """A dependency (database, storage, queue) cannot be reached; worth retrying later."""
 
     status_code = 503
+
+
+class TooManyRequests(DomainError):
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

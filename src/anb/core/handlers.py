@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from anb.core.errors import DomainError
+from anb.core.errors import DomainError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = {}
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 

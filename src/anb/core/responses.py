@@ -13,6 +13,7 @@ _DESCRIPTIONS = {
     401: "Missing, malformed or expired token",
     403: "Not yours",
     404: "Not found",
+    429: "Too many requests: wait the seconds of Retry-After",
     503: "A dependency is unavailable",
 }
 

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     upload_max_seconds: float = Field(60, gt=0)
     upload_min_short_side: int = Field(1080, ge=1)
     ffmpeg: str | None = None
+    cors_origins: str = ""
+    login_rate_limit: str = "10/300"
+    vote_rate_limit: str = "60/60"
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_attempts: int = Field(3, ge=1)
     worker_concurrency: int = Field(1, ge=1, le=64)
     poll_batch: int = Field(1, ge=1, le=10)
@@ -59,6 +63,18 @@ class Settings(BaseSettings):
         if url and "://" in url and not url.startswith("s3://"):
             raise ValueError("must be a directory or an s3://bucket/prefix URL")
         return url
+
+    @field_validator("login_rate_limit", "vote_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        count, _, seconds = value.partition("/")
+        if value != "off" and not (count.isdigit() and seconds.isdigit() and int(seconds) > 0):
+            raise ValueError("must be COUNT/SECONDS (e.g. 10/300) or 'off'")
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,12 +4,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from anb.core.deps import CacheDep, CurrentUser, FileUrls, OptionalUser, SessionDep, VideoId
+from anb.core import ratelimit
+from anb.core.deps import (
+    CacheDep,
+    CurrentUser,
+    FileUrls,
+    OptionalUser,
+    SessionDep,
+    SettingsDep,
+    VideoId,
+)
 from anb.core.responses import error_responses
 from anb.public import service
 from anb.public.schemas import PublicVideo, RankingEntry, VoteRecorded
 
 router = APIRouter(prefix="/api/public", tags=["public"])
+
+TOO_MANY_VOTES = "Demasiados votos seguidos; inténtalo de nuevo en {seconds} s."
 
 City = Annotated[str | None, Query(max_length=100, description="Case- and accent-insensitive")]
 Country = Annotated[str | None, Query(max_length=100, description="Case- and accent-insensitive")]
@@ -54,14 +65,18 @@ def list_public_videos(
 @router.post(
     "/videos/{video_id}/vote",
     response_model=VoteRecorded,
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 404, 429),
 )
 def vote(
     video_id: VideoId,
     user: CurrentUser,
     session: SessionDep,
     cache: CacheDep,
+    settings: SettingsDep,
 ) -> VoteRecorded:
+    ratelimit.enforce(
+        cache, rule=settings.vote_rate_limit, subject=f"vote:{user.id}", detail=TOO_MANY_VOTES
+    )
     service.vote(session, cache=cache, voter=user, video_id=video_id)
     return VoteRecorded(message="Voto registrado exitosamente.")
 

@@ -1,0 +1,106 @@
+"""Rate limits, security headers, CORS and body limits."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from anb.api import create_app
+from tests.clips import Clips
+from tests.conftest import PASSWORD, Player, signup, upload_public
+
+
+def _fresh_client() -> TestClient:
+    return TestClient(create_app(), base_url="http://testserver")
+
+
+def test_login_attempts_are_limited_per_ip_and_email(client: TestClient, configure) -> None:
+    configure(ANB_LOGIN_RATE_LIMIT="3/60")
+    with _fresh_client() as limited:
+        player = signup(limited)
+        wrong = {"email": player.email, "password": "incorrecta"}
+        codes = [limited.post("/api/auth/login", json=wrong).status_code for _ in range(2)]
+        assert codes == [401, 401]  # with signup()'s login, three attempts so far
+        refused = limited.post(
+            "/api/auth/login", json={"email": player.email, "password": PASSWORD}
+        )
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "Demasiados intentos" in refused.json()["detail"]
+        other = signup(limited, email="otra@example.com")  # another email is not affected
+        assert other.headers
+
+
+def test_votes_are_limited_per_user(client: TestClient, clips: Clips, configure) -> None:
+    configure(ANB_VOTE_RATE_LIMIT="2/60")
+    with _fresh_client() as limited:
+        owner, fan = signup(limited), signup(limited)
+        videos = [upload_public(limited, owner, clips.landscape, f"V{i}") for i in range(3)]
+        codes = [
+            limited.post(f"/api/public/videos/{video}/vote", headers=fan.headers).status_code
+            for video in videos
+        ]
+        assert codes == [200, 200, 429]
+        [third] = [
+            v for v in limited.get("/api/public/videos").json() if v["video_id"] == videos[2]
+        ]
+        assert third["votes"] == 0  # the refused vote was not counted
+
+
+def test_limits_can_be_switched_off(client: TestClient, configure) -> None:
+    configure(ANB_LOGIN_RATE_LIMIT="off")
+    with _fresh_client() as unlimited:
+        player = signup(unlimited)
+        wrong = {"email": player.email, "password": "incorrecta"}
+        assert {unlimited.post("/api/auth/login", json=wrong).status_code for _ in range(12)} == {
+            401
+        }
+
+
+def test_security_headers_on_every_answer(client: TestClient, player: Player) -> None:
+    for response in (
+        client.get("/api/health"),
+        client.get("/api/videos"),
+        client.post("/api/auth/login", json={"email": "x@example.com", "password": "nope-nope"}),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert client.post("/api/auth/login", json={}).headers["Cache-Control"] == "no-store"
+    assert "Content-Security-Policy" not in client.get("/docs").headers  # Swagger UI works
+
+
+def test_cors_only_for_the_configured_origins(client: TestClient, configure) -> None:
+    configure(ANB_CORS_ORIGINS="https://anb.example.com, https://admin.anb.example.com")
+    with _fresh_client() as browser:
+        preflight = {"Access-Control-Request-Method": "POST"}
+        allowed = browser.options(
+            "/api/auth/login", headers={"Origin": "https://anb.example.com", **preflight}
+        )
+        assert allowed.headers["access-control-allow-origin"] == "https://anb.example.com"
+        refused = browser.options(
+            "/api/auth/login", headers={"Origin": "https://evil.example.com", **preflight}
+        )
+        assert "access-control-allow-origin" not in refused.headers
+        listed = browser.get("/api/public/videos", headers={"Origin": "https://anb.example.com"})
+        assert "X-Total-Count" in listed.headers["access-control-expose-headers"]
+
+
+def test_no_cors_headers_without_configured_origins(client: TestClient) -> None:
+    response = client.get("/api/public/videos", headers={"Origin": "https://anb.example.com"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_oversized_json_bodies_are_refused(client: TestClient) -> None:
+    huge = {"email": "a@example.com", "password": "x" * 100_000}
+    response = client.post("/api/auth/login", json=huge)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "El cuerpo de la petición es demasiado grande."}
+
+
+def test_errors_never_leak_internals(client: TestClient, configure) -> None:
+    configure(ANB_DATABASE_URL="postgresql+pg8000://nobody@127.0.0.1:1/down")
+    with _fresh_client() as broken:
+        response = broken.get("/api/public/rankings")
+    assert response.status_code == 503
+    text = response.text.lower()
+    assert "traceback" not in text and "select" not in text and "pg8000" not in text
