@@ -15,19 +15,18 @@ from schemathesis.specs.openapi.checks import (
 from anb.api import create_app
 from tests.conftest import Player, signup
 
-
 # The app reads its settings per request: the fixtures below point it at each backend.
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
 
 
 @pytest.fixture
-def signed_in(client) -> Player:  # noqa: ANN001
+def signed_in(client) -> Player:
     return signup(client)
 
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors_and_answers_match_the_schema(case, signed_in: Player) -> None:  # noqa: ANN001
+def test_no_server_errors_and_answers_match_the_schema(case, signed_in: Player) -> None:
     case.headers = {**(case.headers or {}), **signed_in.headers}
     case.call_and_validate(
         checks=[not_a_server_error, status_code_conformance, response_schema_conformance]
