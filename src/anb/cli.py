@@ -73,8 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _poll(_args: argparse.Namespace) -> int:
-    import boto3
-
+    from anb.core.aws import LONG_POLL_READ_TIMEOUT, client
     from anb.core.observability import worker_logger
     from anb.queue import region_of
     from anb.worker.batch import handle_batch
@@ -85,7 +84,9 @@ def _poll(_args: argparse.Namespace) -> int:
         print("anb poll: ANB_QUEUE_URL must be the URL of an SQS queue", file=sys.stderr)
         return 2
     worker_logger()
-    sqs = boto3.client("sqs", region_name=region_of(settings.queue_url))
+    sqs = client(
+        "sqs", region_name=region_of(settings.queue_url), read_timeout=LONG_POLL_READ_TIMEOUT
+    )
     poller = Poller(sqs, settings, handle_batch)
     poller.install_signal_handlers()
     return poller.run()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
@@ -17,6 +18,7 @@ from sqlalchemy.types import TypeDecorator
 
 from anb.core.settings import get_settings
 
+log = logging.getLogger(__name__)
 _lock = Lock()
 _engines: dict[tuple[str, int], Engine] = {}
 _application_name = "anb-api"
@@ -112,4 +114,15 @@ def session_scope() -> Iterator[Session]:
     try:
         yield session
     finally:
+        _close_quietly(session)
+
+
+def _close_quietly(session: Session) -> None:
+    """Close (rolling back what is unfinished) without raising: this runs after the answer
+    was sent, when a lost connection can no longer change it; the pool drops the connection."""
+    try:
         session.close()
+    except Exception:
+        log.warning("closing a database session failed; its connection is discarded", exc_info=True)
+        with suppress(Exception):
+            session.invalidate()

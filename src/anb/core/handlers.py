@@ -24,6 +24,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
+    # pg8000 lets the socket's own errors through when the server stops answering or drops
+    # the connection; nothing else in a request talks to a socket without wrapping them.
+    app.add_exception_handler(TimeoutError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -17,9 +17,9 @@ def get_queue() -> JobQueue:
     url = get_settings().queue_url
     if url == "local":
         return LocalQueue()
-    import boto3
+    from anb.core.aws import client
 
-    return SqsQueue(url, boto3.client("sqs", region_name=region_of(url)))
+    return SqsQueue(url, client("sqs", region_name=region_of(url)))
 
 
 def region_of(queue_url: str) -> str | None:

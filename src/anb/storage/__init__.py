@@ -15,9 +15,8 @@ __all__ = ["Storage", "get_storage"]
 def get_storage() -> Storage:
     settings = get_settings()
     if settings.storage_url and settings.storage_url.startswith("s3://"):
-        import boto3
-
+        from anb.core.aws import client
         from anb.storage.s3 import S3Storage
 
-        return S3Storage.from_url(settings.storage_url, boto3.client("s3"))
+        return S3Storage.from_url(settings.storage_url, client("s3"))
     return LocalStorage(settings.media_dir)

@@ -68,4 +68,8 @@ def original_key_for(video_id: str) -> str:
 
 def processed_key_for(video_id: str, claim_token: str) -> str:
     """Each attempt writes its own object, so a losing attempt never overwrites the winner's."""
-    return f"videos/{video_id}/processed-{claim_token}.mp4"
+    return f"{processed_prefix_for(video_id)}{claim_token}.mp4"
+
+
+def processed_prefix_for(video_id: str) -> str:
+    return f"videos/{video_id}/processed-"

@@ -28,7 +28,7 @@ from anb.processing.probe import UnacceptableVideo, UploadRules, check_upload
 from anb.public.service import invalidate_views_of
 from anb.storage import Storage
 from anb.users.models import User
-from anb.videos.models import Video, VideoStatus, processed_key_for
+from anb.videos.models import Video, VideoStatus, processed_key_for, processed_prefix_for
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,13 @@ class Worker:
             sizes = {"input_bytes": source.stat().st_size, "output_bytes": output.stat().st_size}
             key = processed_key_for(job.video_id, claim.token)
             self.storage.put_file(output, key)
-            outcome = self._publish(job, claim, key)
+            try:
+                outcome = self._publish(job, claim, key)
+            except ClaimLost:
+                raise
+            except Exception:
+                self.storage.delete(key)  # never published: no file may stay behind
+                raise
             return Report(outcome, seconds=time.monotonic() - started, **sizes)
 
     def _scratch(self) -> Path:
@@ -163,12 +169,20 @@ class Worker:
                 owner = session.get(User, claim.owner_id)
                 if owner is not None:
                     invalidate_views_of(self.cache, owner)
+                self._remove_other_outputs(job.video_id, keep=key)
                 return Outcome.processed
             status = session.scalar(select(Video.status).where(Video.id == job.video_id))
         self.storage.delete(key)  # deleted meanwhile, or another attempt owns the video
         if status is None or status in (VideoStatus.processed, VideoStatus.failed):
             return Outcome.skipped
         raise ClaimLost("another attempt claimed this video; trying again later")
+
+    def _remove_other_outputs(self, video_id: str, *, keep: str) -> None:
+        """Delete outputs of attempts that died between storing and publishing."""
+        stale = [key for key in self.storage.keys(processed_prefix_for(video_id)) if key != keep]
+        if stale:
+            log.info("removing %d output(s) of attempts that never published", len(stale))
+            self.storage.delete(*stale)
 
 
 @dataclass(frozen=True)
