@@ -104,3 +104,24 @@ def test_errors_never_leak_internals(client: TestClient, configure) -> None:
     assert response.status_code == 503
     text = response.text.lower()
     assert "traceback" not in text and "select" not in text and "pg8000" not in text
+
+
+def test_nul_characters_are_refused_not_sent_to_the_database(
+    client: TestClient, player: Player
+) -> None:
+    """PostgreSQL cannot store NUL: found by schemathesis as a 500 on login."""
+    assert (
+        client.post("/api/auth/login", json={"email": "\u0000", "password": "x"}).status_code == 400
+    )
+    signup_body = {
+        "first_name": "A\u0000", "last_name": "B", "email": "nul@example.com",
+        "password1": PASSWORD, "password2": PASSWORD, "city": "C", "country": "D",
+    }  # fmt: skip
+    assert client.post("/api/auth/signup", json=signup_body).status_code == 400
+    assert client.get("/api/public/videos", params={"city": "\x00"}).status_code == 400
+    assert client.get("/api/public/rankings", params={"country": "\x00"}).status_code == 400
+    assert client.get("/api/videos/%00", headers=player.headers).status_code == 400
+    started = client.post(
+        "/api/videos/uploads", headers=player.headers, json={"title": "a\u0000", "size": 10}
+    )
+    assert started.status_code == 400

@@ -13,6 +13,7 @@ from anb.cache import Cache, get_cache
 from anb.core.db import session_scope
 from anb.core.errors import Unauthorized
 from anb.core.settings import Settings, get_settings
+from anb.core.text import NO_NUL
 from anb.queue import JobQueue, get_queue
 from anb.storage import Storage, get_storage
 from anb.users import service as users
@@ -33,7 +34,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
-VideoId = Annotated[str, Path(max_length=64, description="The video's id")]
+VideoId = Annotated[str, Path(max_length=64, pattern=NO_NUL, description="The video's id")]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 

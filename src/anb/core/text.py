@@ -15,3 +15,7 @@ def search_key(text: str) -> str:
 def megabytes(size: int) -> str:
     """A size limit as players read it: 104857600 → "100 MB"."""
     return f"{size / (1024 * 1024):.3g} MB"
+
+
+NO_NUL = r"^[^\x00]*$"
+"""A pattern for text fields: PostgreSQL cannot store the NUL character."""

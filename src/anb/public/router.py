@@ -15,6 +15,7 @@ from anb.core.deps import (
     VideoId,
 )
 from anb.core.responses import error_responses
+from anb.core.text import NO_NUL
 from anb.public import service
 from anb.public.schemas import PublicVideo, RankingEntry, VoteRecorded
 
@@ -22,8 +23,14 @@ router = APIRouter(prefix="/api/public", tags=["public"])
 
 TOO_MANY_VOTES = "Demasiados votos seguidos; inténtalo de nuevo en {seconds} s."
 
-City = Annotated[str | None, Query(max_length=100, description="Case- and accent-insensitive")]
-Country = Annotated[str | None, Query(max_length=100, description="Case- and accent-insensitive")]
+City = Annotated[
+    str | None,
+    Query(max_length=100, pattern=NO_NUL, description="Case- and accent-insensitive"),
+]
+Country = Annotated[
+    str | None,
+    Query(max_length=100, pattern=NO_NUL, description="Case- and accent-insensitive"),
+]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 

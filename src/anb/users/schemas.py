@@ -4,7 +4,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+from anb.core.text import NO_NUL
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)
+]
 
 
 def _not_blank(value: str) -> str:
@@ -37,7 +41,10 @@ class SignupResponse(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    email: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=320, pattern=NO_NUL),
+    ]
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 

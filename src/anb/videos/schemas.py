@@ -11,6 +11,7 @@ from pydantic import (
 )
 
 from anb.core.responses import Timestamp
+from anb.core.text import NO_NUL
 from anb.videos.models import VideoStatus
 
 
@@ -53,7 +54,10 @@ class VideoDeleted(BaseModel):
 
 
 class DirectUploadRequest(BaseModel):
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    title: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL),
+    ]
     size: Annotated[int, Field(gt=0, description="The file's size in bytes")]
 
 

@@ -61,6 +61,8 @@ def clean_title(title: str | None) -> str:
     cleaned = (title or "").strip()
     if not cleaned:
         raise InvalidInput("title: campo requerido (texto de 1 a 200 caracteres).")
+    if "\x00" in cleaned:
+        raise InvalidInput("title: contiene caracteres no válidos.")
     if len(cleaned) > TITLE_MAX_CHARS:
         raise InvalidInput(f"title: máximo {TITLE_MAX_CHARS} caracteres.")
     return cleaned
