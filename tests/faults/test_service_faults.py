@@ -300,6 +300,19 @@ def _refused_upload(client: TestClient, player: Player, clips: Clips) -> httpx.R
     return response
 
 
+def _cut_behind_a_proxy(
+    client: TestClient, configure, tcp_proxy, moto_endpoint: str, service: str, component: str
+) -> None:
+    """Reach `service` (S3 or SQS) through a proxy, check it works, then cut the proxy."""
+    proxy = tcp_proxy("127.0.0.1", int(moto_endpoint.rsplit(":", 1)[1]))
+    configure(**{f"AWS_ENDPOINT_URL_{service}": f"http://127.0.0.1:{proxy.port}"})
+    assert client.get("/api/health/ready").status_code == 200  # through the proxy
+    proxy.refuse()
+    ready = client.get("/api/health/ready")
+    assert ready.status_code == 503
+    assert ready.json()["components"] == {**ALL_UP, component: "down"}
+
+
 @pytest.mark.parametrize("fault", ["unreachable", "missing bucket"])
 def test_s3_failing_during_an_upload_answers_503_and_leaves_nothing(
     client: TestClient,
@@ -312,13 +325,7 @@ def test_s3_failing_during_an_upload_answers_503_and_leaves_nothing(
 ) -> None:
     storage_url = get_settings().storage_url
     if fault == "unreachable":
-        proxy = tcp_proxy("127.0.0.1", int(moto_endpoint.rsplit(":", 1)[1]))
-        configure(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{proxy.port}")
-        assert client.get("/api/health/ready").status_code == 200  # S3 through the proxy
-        proxy.refuse()
-        ready = client.get("/api/health/ready")
-        assert ready.status_code == 503
-        assert ready.json()["components"] == {**ALL_UP, "storage": "down"}
+        _cut_behind_a_proxy(client, configure, tcp_proxy, moto_endpoint, "S3", "storage")
     else:
         configure(ANB_STORAGE_URL=f"s3://anb-missing-{uuid.uuid4().hex[:8]}/media")
 
@@ -342,13 +349,7 @@ def test_sqs_failing_at_enqueue_answers_503_and_leaves_no_row_nor_object(
 ) -> None:
     storage_url = get_settings().storage_url
     if fault == "unreachable":
-        proxy = tcp_proxy("127.0.0.1", int(moto_endpoint.rsplit(":", 1)[1]))
-        configure(AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{proxy.port}")
-        assert client.get("/api/health/ready").status_code == 200  # SQS through the proxy
-        proxy.refuse()
-        ready = client.get("/api/health/ready")
-        assert ready.status_code == 503
-        assert ready.json()["components"] == {**ALL_UP, "queue": "down"}
+        _cut_behind_a_proxy(client, configure, tcp_proxy, moto_endpoint, "SQS", "queue")
     else:
         queue_url = get_settings().queue_url
         configure(ANB_QUEUE_URL=queue_url.rsplit("/", 1)[0] + "/anb-missing-queue")
