@@ -169,3 +169,25 @@ def test_abandoned_direct_uploads_are_forgotten(
     with session_scope() as session:
         assert session.get(UploadSession, old["video_id"]) is None
     assert _complete(client, player, old["video_id"]).status_code == 404
+
+
+def test_completing_while_storage_is_down_answers_503_and_keeps_the_grant(
+    client: TestClient,
+    player: Player,
+    clips: Clips,
+    configure,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from anb.storage import get_storage
+    from anb.storage.s3 import S3Storage
+
+    if not isinstance(get_storage(), S3Storage):
+        pytest.skip("AWS mode only: the embedded storage is a local directory")
+    grant = _start(client, player, clips.landscape)
+    _send(client, grant, clips.landscape)
+    configure(AWS_ENDPOINT_URL_S3="http://127.0.0.1:1")  # nothing listens there
+    refused = _complete(client, player, grant["video_id"])
+    assert refused.status_code == 503 and refused.json()["detail"]
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    configure()  # storage is back
+    assert _complete(client, player, grant["video_id"]).status_code == 202

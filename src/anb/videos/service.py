@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from anb.core.db import utcnow
-from anb.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from anb.core.errors import DomainError, Forbidden, InvalidInput, NotFound, Unavailable
 from anb.core.text import megabytes
 from anb.processing.probe import UploadRules, check_upload
 from anb.queue import JobQueue
@@ -86,12 +88,21 @@ def accept_upload(
     video = Video(id=new_id(), owner_id=owner.id, title=title)
     video.original_key = original_key_for(video.id)
     video.original_bytes = source.stat().st_size
-    try:
+    with _storage_failures(video.id):
         storage.put_file(source, video.original_key)
-    except Exception as exc:
-        log.exception("storing an upload failed", extra={"video_id": video.id})
-        raise StorageFailed() from exc
     return _record_and_enqueue(session, video, storage=storage, queue=queue)
+
+
+@contextmanager
+def _storage_failures(video_id: str) -> Iterator[None]:
+    """A storage that fails is a 503 for the client (StorageFailed), never a 500."""
+    try:
+        yield
+    except DomainError:
+        raise
+    except Exception as exc:
+        log.exception("storage failed", extra={"video_id": video_id})
+        raise StorageFailed() from exc
 
 
 def _record_and_enqueue(
@@ -168,7 +179,8 @@ def complete_direct_upload(
     if upload.owner_id != owner.id:
         raise NotYourVideo()
     incoming = incoming_key_for(video_id)
-    size = storage.size(incoming)
+    with _storage_failures(video_id):
+        size = storage.size(incoming)
     if size is None:
         raise InvalidInput("El archivo aún no se ha subido: súbelo antes de completar la carga.")
     if size > min(max_bytes, upload.size):
@@ -176,7 +188,8 @@ def complete_direct_upload(
         raise InvalidInput(f"El archivo supera el tamaño declarado ({upload.size} bytes).")
     video = Video(id=video_id, owner_id=owner.id, title=upload.title, original_bytes=size)
     video.original_key = original_key_for(video_id)
-    storage.move(incoming, video.original_key)
+    with _storage_failures(video_id):
+        storage.move(incoming, video.original_key)
     session.delete(upload)
     return _record_and_enqueue(session, video, storage=storage, queue=queue)
 
