@@ -1,8 +1,11 @@
 """Upload validation: is it an MP4 with a whole video stream of the accepted length and size?
 
 The container is judged by walking its ISO-BMFF boxes (a truncated file is caught exactly,
-wherever it was cut); stream facts come from the ffmpeg binary, which demuxes the whole file
-by stream copy (fast: nothing is decoded) and fails on packets that are missing or corrupt.
+wherever it was cut). The video track's facts are read in-process from the boxes as well
+(`anb.processing.mp4`: its sample tables must place every sample inside the media data), so
+an upload costs no process. Layouts that reader does not handle (fragmented files, codecs it
+does not know, ...) are left to `probe`: the ffmpeg binary demuxes the whole file by stream
+copy (fast: nothing is decoded) and fails on packets that are missing or corrupt.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from anb.core.errors import InvalidInput
 from anb.core.settings import Settings
+from anb.processing import mp4
 from anb.processing.ffmpeg import ffmpeg_exe
 
 PROBE_TIMEOUT_SECONDS = 120
@@ -77,9 +81,32 @@ UNREADABLE = "no se pudo leer el archivo como video."
 def check_upload(path: Path, rules: UploadRules) -> MediaInfo:
     """The file's facts when it is acceptable; `UnacceptableVideo` saying why otherwise."""
     check_iso_bmff(path)
-    info = probe(path)
+    try:
+        info = read_boxes(path)
+    except mp4.Unsupported:
+        info = probe(path)
     _check_rules(info, rules)
     return info
+
+
+def read_boxes(path: Path) -> MediaInfo:
+    """`probe`'s facts read in-process from the MP4's boxes; `mp4.Unsupported` for a layout
+    that only ffmpeg can judge."""
+    try:
+        track = mp4.read_video_track(path)
+    except mp4.NoVideoTrack as exc:
+        raise UnacceptableVideo(NO_VIDEO) from exc
+    except mp4.Damaged as exc:
+        raise UnacceptableVideo(DAMAGED) from exc
+    return MediaInfo(
+        duration=track.duration,
+        width=track.width,
+        height=track.height,
+        codec=track.codec,
+        fps=track.fps,
+        sample_aspect=track.sample_aspect,
+        rotation=track.rotation,
+    )
 
 
 def check_iso_bmff(path: Path) -> None:
