@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.clips import Clips
-from tests.conftest import free_port, signup, upload
+from tests.conftest import free_port, signup, upload, wait_until_healthy
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_healthy(base_url, server)
+        wait_until_healthy(base_url, server)
         with httpx.Client(base_url=base_url, timeout=60) as client:
             yield client
     finally:
@@ -35,19 +35,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         server.wait(15)
     assert (data_dir / "anb.db").is_file()  # created and migrated on first start
     assert (data_dir / "jwt-secret").is_file()
-
-
-def _wait_until_healthy(base_url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"anb serve exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    pytest.fail("anb serve did not become healthy in 30 s")
 
 
 def test_health_docs_and_readiness(served: httpx.Client) -> None:

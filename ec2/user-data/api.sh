@@ -16,8 +16,8 @@ start_cloudwatch_agent
 install_app
 fetch_rds_ca
 write_app_env
-# Gunicorn workers: 2 x CPUs + 1 (uploads are streamed; probing a video runs ffmpeg briefly).
-write_instance_env "GUNICORN_WORKERS=$((2 * $(nproc) + 1))"
+# Gunicorn workers: one per CPU (each an event loop with small thread pools for blocking work).
+write_instance_env "GUNICORN_WORKERS=$(nproc)"
 install_units anb-api.service anb-journal-export@.service
 run_migrations
 systemctl enable --now anb-journal-export@anb-api.service

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import anyio.to_thread
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -30,12 +31,13 @@ class Readiness(BaseModel):
 
 @router.get("/health", response_model=Health)
 @router.get("/api/health", response_model=Health)
-def health() -> Health:
+async def health() -> Health:
+    """Liveness: answered by the event loop itself, never behind application work."""
     return Health(status="healthy")
 
 
 def _check_database() -> None:
-    with get_engine().connect() as connection:
+    with get_engine(pooled=False).connect() as connection:
         connection.execute(text("SELECT 1"))
 
 
@@ -48,11 +50,17 @@ CHECKS: dict[str, Callable[[], None]] = {
 
 
 @router.get("/api/health/ready", response_model=Readiness, responses={503: {"model": Readiness}})
-def ready() -> JSONResponse:
-    components = {name: _state(name, check) for name, check in CHECKS.items()}
+async def ready() -> JSONResponse:
+    """Runs outside the request pools (a saturated pool must not read as a dependency down);
+    each check is bounded by its client's own timeouts."""
+    components = await anyio.to_thread.run_sync(_states)
     healthy = all(state == "ok" for state in components.values())
     body = Readiness(status="ready" if healthy else "unavailable", components=components)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+
+
+def _states() -> dict[str, str]:
+    return {name: _state(name, check) for name, check in CHECKS.items()}
 
 
 def _state(name: str, check: Callable[[], None]) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from anb import gunicorn_conf
 from anb.core import observability
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -921,7 +922,7 @@ def test_boot_scripts_install_units_that_exist() -> None:
 
 def test_boot_computes_workers_from_the_cpu_count() -> None:
     api = (EC2 / "user-data" / "api.sh").read_text()
-    assert re.search(r'write_instance_env "GUNICORN_WORKERS=\$\(\(2 \* \$\(nproc\) \+ 1\)\)"', api)
+    assert 'write_instance_env "GUNICORN_WORKERS=$(nproc)"' in api
     worker = (EC2 / "user-data" / "worker.sh").read_text()
     assert "cpus=$(nproc)" in worker
     assert re.search(r'write_instance_env "ANB_WORKER_CONCURRENCY=\$\(\(', worker)
@@ -1229,12 +1230,14 @@ def test_api_unit_runs_gunicorn_with_uvicorn_workers() -> None:
     def option(flag: str) -> str:
         return argv[argv.index(flag) + 1]
 
-    assert option("-k") == "uvicorn_worker.UvicornWorker"
+    assert option("-c") == "python:anb.gunicorn_conf"
+    assert gunicorn_conf.worker_class == "uvicorn_worker.UvicornWorker"
+    assert gunicorn_conf.graceful_timeout == 30, "as long as the ALB's deregistration delay"
     assert "anb.api:create_app()" in argv
     assert option("--bind") == f"0.0.0.0:{APP_PORT}"
     assert option("--forwarded-allow-ips") == "*"
     assert option("--workers") == "${GUNICORN_WORKERS}"
-    assert "GUNICORN_WORKERS=3" in service["Environment"], "a default when instance.env is absent"
+    assert "GUNICORN_WORKERS=2" in service["Environment"], "a default when instance.env is absent"
     assert "-/etc/anb/instance.env" in service["EnvironmentFile"]
 
 

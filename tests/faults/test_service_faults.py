@@ -243,7 +243,10 @@ def test_database_black_holed_answers_503_in_bounded_time_and_recovers(
         for name, (response, _) in outcomes.items()
         if name != "readiness"
     }
-    assert set(details.values()) == {DATABASE_UNAVAILABLE}
+    # a call queued behind the stuck ones is refused as busy rather than kept waiting
+    busy = {detail for detail in details.values() if detail.startswith("El servidor está ocupado")}
+    assert set(details.values()) - busy == {DATABASE_UNAVAILABLE}, details
+    assert len(busy) <= len(outcomes) - get_settings().db_pool_size, details
 
 
 def test_database_lost_as_a_request_finishes_keeps_the_connection_answering(

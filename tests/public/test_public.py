@@ -3,7 +3,10 @@ import concurrent.futures
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
 
+from anb.core.db import session_scope
+from anb.users.models import User
 from tests.clips import Clips
 from tests.conftest import Player, download, signup, upload, upload_public
 
@@ -118,6 +121,21 @@ def test_voting_needs_a_public_video_and_a_token(
     refused = client.post(f"/api/public/videos/{public}/vote")
     assert refused.status_code == 401
     assert refused.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_vote_of_a_deleted_account_is_401_and_not_counted(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
+    public = upload_public(client, player, clips.landscape)
+    fan = signup(client)
+    with session_scope() as session:
+        session.execute(delete(User).where(User.id == fan.user_id))
+        session.commit()
+    refused = client.post(f"/api/public/videos/{public}/vote", headers=fan.headers)
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+    assert client.get("/api/public/videos").json()[0]["votes"] == 0
+    listed = client.get("/api/public/videos", headers=fan.headers)
+    assert listed.status_code == 401
 
 
 def test_a_bad_token_on_the_public_list_is_401(client: TestClient) -> None:

@@ -14,6 +14,9 @@ class Cache(Protocol):
     def incr(self, key: str) -> int:
         """Add one to a counter (created at 0) and return it."""
 
+    def incr_all(self, keys: list[str]) -> None:
+        """Add one to each counter, in one round trip."""
+
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Count one more event in the current window of `key`: (events so far in the
         window, seconds until the window ends)."""

@@ -44,6 +44,10 @@ class MemoryCache:
             self._counters[key] = self._counters.get(key, 0) + 1
             return self._counters[key]
 
+    def incr_all(self, keys: list[str]) -> None:
+        for key in keys:
+            self.incr(key)
+
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         now = time.monotonic()
         with self._lock:

@@ -46,6 +46,15 @@ class RedisCache:
     def incr(self, key: str) -> int:
         return self._safely(lambda: int(self.client.incr(key)), 0)
 
+    def incr_all(self, keys: list[str]) -> None:
+        def pipelined() -> None:
+            pipeline = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.incr(key)
+            pipeline.execute()
+
+        self._safely(pipelined, None)
+
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Atomic in Redis, so every API process counts against one limit. Without Redis
         nothing is counted (limits are a protection, not a dependency)."""

@@ -5,23 +5,28 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
+from typing import TypeVar
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
+from anb.core.concurrency import database_pool
 from anb.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 _lock = Lock()
-_engines: dict[tuple[str, int], Engine] = {}
+_engines: dict[tuple[str, int, bool], Engine] = {}
 _application_name = "anb-api"
+POOL_TIMEOUT_SECONDS = 10  # a backstop: a thread of the database pool always finds a connection
+T = TypeVar("T")
 
 
 def use_application_name(name: str) -> None:
@@ -54,19 +59,32 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def build_engine(url: str, *, application_name: str = "anb", ca_file: Path | None = None) -> Engine:
-    """An engine for `url`. PostgreSQL connections verify the server's certificate against
-    `ca_file` when given (RDS: the AWS RDS CA bundle); pg8000 takes TLS and timeouts as
-    connect() arguments, not URL options."""
+def build_engine(
+    url: str,
+    *,
+    application_name: str = "anb",
+    ca_file: Path | None = None,
+    pool_size: int = 5,
+    pooled: bool = True,
+) -> Engine:
+    """An engine for `url` holding at most `pool_size` connections (no overflow: the API runs
+    as many database threads as connections, so none waits for one). PostgreSQL connections
+    verify the server's certificate against `ca_file` when given (RDS: the AWS RDS CA
+    bundle); pg8000 takes TLS and timeouts as connect() arguments, not URL options.
+    Unpooled, it opens a connection for each use (for checks that must not wait for one)."""
+    pool: dict[str, object] = {"poolclass": NullPool}
+    if pooled:
+        pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT_SECONDS}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        connect_args = {"check_same_thread": False, "timeout": 30}
+        engine = create_engine(url, connect_args=connect_args, **pool)
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate)
         return engine
     connect_args: dict[str, object] = {"application_name": application_name, "timeout": 10}
     if ca_file is not None:
         connect_args["ssl_context"] = ssl.create_default_context(cafile=str(ca_file))
-    return create_engine(url, pool_pre_ping=True, pool_size=10, connect_args=connect_args)
+    return create_engine(url, pool_pre_ping=pooled, connect_args=connect_args, **pool)
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
@@ -85,17 +103,22 @@ def _begin_immediate(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def get_engine() -> Engine:
-    """This process's engine: created at first use, so after Gunicorn forks its workers."""
+def get_engine(*, pooled: bool = True) -> Engine:
+    """This process's engine: created at first use, so after Gunicorn forks its workers.
+    The unpooled one serves readiness checks, which must not wait for a busy pool."""
     settings = get_settings()
     url = settings.resolved_database_url
-    key = (url, os.getpid())
+    key = (url, os.getpid(), pooled)
     with _lock:
         if key not in _engines:
             if url.startswith("sqlite:///"):
                 os.makedirs(os.path.dirname(url.removeprefix("sqlite:///")) or ".", exist_ok=True)
             _engines[key] = build_engine(
-                url, application_name=_application_name, ca_file=settings.database_ca_file
+                url,
+                application_name=_application_name,
+                ca_file=settings.database_ca_file,
+                pool_size=settings.db_pool_size,
+                pooled=pooled,
             )
         return _engines[key]
 
@@ -105,6 +128,19 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+def in_session(func: Callable[[Session], T]) -> T:
+    """`func(session)` in a session of its own, closed when it returns (what it did not
+    commit rolls back): the connection is held only meanwhile."""
+    with session_scope() as session:
+        return func(session)
+
+
+async def run_db(func: Callable[[Session], T]) -> T:
+    """`in_session(func)` in a thread of the database pool, or `Overloaded` when the wait for
+    one would be too long (see `anb.core.concurrency`)."""
+    return await database_pool().run(in_session, func)
 
 
 @contextmanager

@@ -9,12 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from anb.core.errors import DomainError, TooManyRequests
+from anb.core.errors import DomainError
 
 log = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "La base de datos no está disponible en este momento; inténtalo de nuevo."
+DATABASE_RETRY_AFTER_SECONDS = 5
 INTERNAL_ERROR = "Error interno del servidor."
 _PLACES = {"query": "en la consulta", "path": "en la ruta", "header": "en los encabezados"}
 
@@ -24,6 +26,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
     # pg8000 lets the socket's own errors through when the server stops answering or drops
     # the connection; nothing else in a request talks to a socket without wrapping them.
     app.add_exception_handler(TimeoutError, _database_unavailable)
@@ -36,8 +39,9 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     headers = {}
     if exc.status_code == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, TooManyRequests):
-        headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)  # TooManyRequests, Overloaded
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
@@ -66,7 +70,8 @@ def _describe(error: dict[str, Any]) -> dict[str, str]:
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable: %s", type(exc).__name__)
-    return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503)
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+    return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503, headers=headers)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:

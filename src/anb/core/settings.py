@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     poll_wait_seconds: int = Field(20, ge=0, le=20)
     heartbeat_seconds: int = Field(30, ge=1)
     job_timeout_seconds: int = Field(900, ge=10)
+    db_pool_size: int = Field(8, ge=1, le=100)
+    storage_threads: int = Field(8, ge=1, le=100)
+    password_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    max_wait_seconds: float = Field(0.5, gt=0, le=60)
 
     @field_validator("queue_url")
     @classmethod

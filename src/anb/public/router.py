@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from anb.core import ratelimit
+from anb.core.db import run_db
 from anb.core.deps import (
     CacheDep,
-    CurrentUser,
+    CurrentCaller,
     FileUrls,
-    OptionalUser,
-    SessionDep,
+    OptionalCaller,
     SettingsDep,
     VideoId,
 )
@@ -34,70 +35,83 @@ Country = Annotated[
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 
-@router.get("/videos", response_model=list[PublicVideo], responses=error_responses(400, 401))
-def list_public_videos(
-    response: Response,
-    session: SessionDep,
+@router.get("/videos", response_model=list[PublicVideo], responses=error_responses(400, 401, 503))
+async def list_public_videos(
+    request: Request,
     cache: CacheDep,
     urls: FileUrls,
-    user: OptionalUser,
+    settings: SettingsDep,
+    caller: OptionalCaller,
     city: City = None,
     country: Country = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Offset = 0,
-) -> list[PublicVideo]:
+) -> Response:
     """Published videos, most recent first; the total is in `X-Total-Count`."""
     scope = service.Scope.of(city, country)
-    rows, total = service.list_public_videos(
-        session, cache=cache, scope=scope, limit=limit, offset=offset
-    )
-    voted = service.voted_by(session, user=user, video_ids=[row.video_id for row in rows])
-    response.headers["X-Total-Count"] = str(total)
-    return [
-        PublicVideo(
-            video_id=row.video_id,
-            title=row.title,
-            username=row.username,
-            city=row.city,
-            country=row.country,
-            processed_url=urls(row.processed_key),
-            votes=row.votes,
-            processed_at=row.processed_at,
-            voted=row.video_id in voted,
+
+    def read(session: Session) -> tuple[str, int]:
+        page, total = service.public_videos_page(
+            session,
+            cache=cache,
+            scope=scope,
+            limit=limit,
+            offset=offset,
+            url_for=urls,
+            url_ttl_seconds=settings.url_ttl_seconds,
+            base_url=str(request.base_url),
         )
-        for row in rows
-    ]
+        if caller is not None:
+            voter = caller.user(session)
+            video_ids = service.page_video_ids(page)
+            page = service.mark_voted(
+                page, service.voted_by(session, user=voter, video_ids=video_ids)
+            )
+        return page, total
+
+    page, total = await run_db(read)
+    return _json(page, headers={"X-Total-Count": str(total)})
+
+
+def _json(body: str, headers: dict[str, str] | None = None) -> Response:
+    """An answer already serialized (and cached) in the shape of its response model."""
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post(
     "/videos/{video_id}/vote",
     response_model=VoteRecorded,
-    responses=error_responses(400, 401, 404, 429),
+    responses=error_responses(400, 401, 404, 429, 503),
 )
-def vote(
-    video_id: VideoId,
-    user: CurrentUser,
-    session: SessionDep,
-    cache: CacheDep,
-    settings: SettingsDep,
+async def vote(
+    video_id: VideoId, caller: CurrentCaller, cache: CacheDep, settings: SettingsDep
 ) -> VoteRecorded:
-    ratelimit.enforce(
-        cache, rule=settings.vote_rate_limit, subject=f"vote:{user.id}", detail=TOO_MANY_VOTES
-    )
-    service.vote(session, cache=cache, voter=user, video_id=video_id)
+    def record(session: Session) -> None:
+        ratelimit.enforce(
+            cache,
+            rule=settings.vote_rate_limit,
+            subject=f"vote:{caller.user_id}",
+            detail=TOO_MANY_VOTES,
+        )
+        service.vote(session, cache=cache, voter_id=caller.user_id, video_id=video_id)
+
+    await run_db(record)
     return VoteRecorded(message="Voto registrado exitosamente.")
 
 
-@router.get("/rankings", response_model=list[RankingEntry], responses=error_responses(400))
-def rankings(
-    session: SessionDep,
+@router.get("/rankings", response_model=list[RankingEntry], responses=error_responses(400, 503))
+async def rankings(
     cache: CacheDep,
     city: City = None,
     country: Country = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     offset: Offset = 0,
-) -> list[RankingEntry]:
+) -> Response:
     """Players by the votes of their public videos; ties share a position."""
     scope = service.Scope.of(city, country)
-    ranked = service.rankings(session, cache=cache, scope=scope, limit=limit, offset=offset)
-    return [RankingEntry(**vars(entry)) for entry in ranked]
+    page = await run_db(
+        lambda session: service.rankings_page(
+            session, cache=cache, scope=scope, limit=limit, offset=offset
+        )
+    )
+    return _json(page)

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select, update
+from pydantic import TypeAdapter
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anb.cache import Cache
-from anb.core.errors import InvalidInput, NotFound
+from anb.core.errors import InvalidInput, NotFound, Unauthorized
+from anb.core.security import INVALID_TOKEN
 from anb.core.text import search_key
 from anb.public.models import Vote
+from anb.public.schemas import PublicVideo, RankingEntry
 from anb.users.models import User
 from anb.videos.models import Video, VideoStatus
 
@@ -53,13 +56,14 @@ class Scope:
     def digest(self) -> str:
         return hashlib.sha256(f"{self.city}\x00{self.country}".encode()).hexdigest()[:32]
 
+    @property
+    def generation_key(self) -> str:
+        return f"anb:gen:{self.digest}"
+
     def cache_key(self, kind: str, cache: Cache) -> str:
         """The key of this scope's `kind` entry at the scope's current generation."""
-        generation = cache.get(f"anb:gen:{self.digest}") or "0"
+        generation = cache.get(self.generation_key) or "0"
         return f"anb:{kind}:{self.digest}:{generation}"
-
-    def bump(self, cache: Cache) -> None:
-        cache.incr(f"anb:gen:{self.digest}")
 
     def where(self, query: Select) -> Select:
         if self.city:
@@ -69,71 +73,92 @@ class Scope:
         return query
 
 
-def scopes_of(user: User) -> list[Scope]:
-    """Every scope whose views include this player's videos."""
-    city, country = user.city_key, user.country_key
-    return [Scope(), Scope(city=city), Scope(country=country), Scope(city, country)]
-
-
 def invalidate_views_of(cache: Cache, owner: User) -> None:
-    for scope in scopes_of(owner):
-        scope.bump(cache)
+    """Bump every scope whose views include this player's videos."""
+    _invalidate_scopes(cache, owner.city_key, owner.country_key)
 
 
-@dataclass(frozen=True)
-class PublicVideoRow:
-    video_id: str
-    title: str
-    username: str
-    city: str
-    country: str
-    processed_key: str | None
-    votes: int
-    processed_at: datetime
+def _invalidate_scopes(cache: Cache, city: str, country: str) -> None:
+    scopes = [Scope(), Scope(city=city), Scope(country=country), Scope(city, country)]
+    cache.incr_all([scope.generation_key for scope in scopes])
 
 
-def list_public_videos(
-    session: Session, *, cache: Cache, scope: Scope, limit: int, offset: int
-) -> tuple[list[PublicVideoRow], int]:
-    """A page of public videos, most recently published first, and the total count."""
-    key = f"{scope.cache_key('videos', cache)}:{limit}:{offset}"
+_PUBLIC_PAGE = TypeAdapter(list[PublicVideo])
+_RANKING_PAGE = TypeAdapter(list[RankingEntry])
+
+
+def public_videos_page(
+    session: Session,
+    *,
+    cache: Cache,
+    scope: Scope,
+    limit: int,
+    offset: int,
+    url_for: Callable[[str | None], str | None],
+    url_ttl_seconds: int,
+    base_url: str,
+) -> tuple[str, int]:
+    """A page of public videos, most recently published first, as the JSON the API answers
+    (`voted` false), and the total count. The page is cached with its signed URLs (per
+    `base_url`, the host local file URLs point to), so the entry lives at most half as long
+    as they do."""
+    key = f"{scope.cache_key('videos', cache)}:{limit}:{offset}:{_digest(base_url)}"
 
     def compute() -> str:
-        rows, total = _query_public_videos(session, scope, limit, offset)
-        page = {"rows": [asdict(row) for row in rows], "total": total}
-        return json.dumps(page, default=datetime.isoformat)
+        items, total = _query_public_videos(session, scope, limit, offset, url_for)
+        return f"{total}:{_PUBLIC_PAGE.dump_json(items).decode()}"
 
-    page = json.loads(cache.get_or_compute(key, compute, ttl_seconds=CACHE_TTL_SECONDS))
-    rows = [
-        PublicVideoRow(**{**row, "processed_at": datetime.fromisoformat(row["processed_at"])})
-        for row in page["rows"]
-    ]
-    return rows, page["total"]
+    ttl = min(CACHE_TTL_SECONDS, url_ttl_seconds // 2)
+    total, _, body = cache.get_or_compute(key, compute, ttl_seconds=ttl).partition(":")
+    return body, int(total)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _query_public_videos(
-    session: Session, scope: Scope, limit: int, offset: int
-) -> tuple[list[PublicVideoRow], int]:
+    session: Session,
+    scope: Scope,
+    limit: int,
+    offset: int,
+    url_for: Callable[[str | None], str | None],
+) -> tuple[list[PublicVideo], int]:
     public = scope.where(
         select(Video, User).join(User, Video.owner_id == User.id)
         .where(Video.status == VideoStatus.processed)
     )  # fmt: skip
     total = session.scalar(select(func.count()).select_from(public.subquery())) or 0
     page = public.order_by(Video.processed_at.desc(), Video.id).limit(limit).offset(offset)
-    rows = [
-        PublicVideoRow(
+    items = [
+        PublicVideo(
             video_id=video.id,
             title=video.title,
             username=owner.full_name,
             city=owner.city,
             country=owner.country,
-            processed_key=video.processed_key,
+            processed_url=url_for(video.processed_key),
             votes=video.votes,
             processed_at=video.processed_at,
+            voted=False,
         )
         for video, owner in session.execute(page)
     ]
-    return rows, total
+    return items, total
+
+
+def mark_voted(page: str, voted: set[str]) -> str:
+    """The page JSON with `voted` true on the videos the caller voted for."""
+    if not voted:
+        return page
+    items = json.loads(page)
+    for item in items:
+        item["voted"] = item["video_id"] in voted
+    return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+
+
+def page_video_ids(page: str) -> list[str]:
+    return [item["video_id"] for item in json.loads(page)]
 
 
 def voted_by(session: Session, *, user: User | None, video_ids: list[str]) -> set[str]:
@@ -143,43 +168,46 @@ def voted_by(session: Session, *, user: User | None, video_ids: list[str]) -> se
     return set(session.scalars(query))
 
 
-def vote(session: Session, *, cache: Cache, voter: User, video_id: str) -> None:
-    """Record one vote; the database's key on (user, video) refuses a second one."""
+def vote(session: Session, *, cache: Cache, voter_id: str, video_id: str) -> None:
+    """Record one vote; the database's key on (user, video) refuses a second one. The
+    voter's account is checked in the same query as the video (`Unauthorized` if gone)."""
+    voter_exists = select(User.id).where(User.id == voter_id).exists().label("voter_exists")
     found = session.execute(
-        select(Video.status, User).join(User, Video.owner_id == User.id).where(Video.id == video_id)
+        select(Video.status, User.city_key, User.country_key, voter_exists)
+        .join(User, Video.owner_id == User.id)
+        .where(Video.id == video_id)
     ).first()
-    if found is None or found[0] != VideoStatus.processed:
+    if found is not None and not found.voter_exists:
+        raise Unauthorized(INVALID_TOKEN)
+    if found is None or found.status != VideoStatus.processed:
         raise PublicVideoNotFound()
-    owner = found[1]
     try:
-        session.add(Vote(user_id=voter.id, video_id=video_id))
-        session.flush()
+        session.execute(insert(Vote).values(user_id=voter_id, video_id=video_id))
     except IntegrityError as exc:
         session.rollback()
         raise AlreadyVoted() from exc
     session.execute(update(Video).where(Video.id == video_id).values(votes=Video.votes + 1))
     session.commit()
-    invalidate_views_of(cache, owner)
+    _invalidate_scopes(cache, found.city_key, found.country_key)
 
 
-@dataclass(frozen=True)
-class Ranked:
-    position: int
-    username: str
-    city: str
-    votes: int
+def rankings_page(session: Session, *, cache: Cache, scope: Scope, limit: int, offset: int) -> str:
+    """A page of the scope's ranking as the JSON the API answers; positions count from its
+    top, ties share one. Each page is cached on its own, beside the whole ranking."""
+    ranking_key = scope.cache_key("rankings", cache)
 
+    def compute_page() -> str:
+        ranking = cache.get_or_compute(
+            ranking_key,
+            lambda: json.dumps(_compute_ranking(session, scope)),
+            ttl_seconds=CACHE_TTL_SECONDS,
+        )
+        entries = json.loads(ranking)[offset : offset + limit]
+        page = [RankingEntry(position=p, username=u, city=c, votes=v) for p, u, c, v in entries]
+        return _RANKING_PAGE.dump_json(page).decode()
 
-def rankings(
-    session: Session, *, cache: Cache, scope: Scope, limit: int, offset: int
-) -> list[Ranked]:
-    """A page of the scope's ranking; positions count from its top, ties share one."""
-    cached = cache.get_or_compute(
-        scope.cache_key("rankings", cache),
-        lambda: json.dumps(_compute_ranking(session, scope)),
-        ttl_seconds=CACHE_TTL_SECONDS,
-    )
-    return [Ranked(*entry) for entry in json.loads(cached)[offset : offset + limit]]
+    page_key = f"{ranking_key}:page:{limit}:{offset}"
+    return cache.get_or_compute(page_key, compute_page, ttl_seconds=CACHE_TTL_SECONDS)
 
 
 def _compute_ranking(session: Session, scope: Scope) -> list[tuple[int, str, str, int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,15 +27,21 @@ class PasswordsDiffer(InvalidInput):
         super().__init__("password2: las contraseñas no coinciden.")
 
 
-def signup(session: Session, *, data: SignupRequest) -> User:
+def check_passwords_match(data: SignupRequest) -> None:
     if data.password1 != data.password2:
         raise PasswordsDiffer()
+
+
+def signup(session: Session, *, data: SignupRequest, password_hash: str) -> User:
+    """Record a new player whose password was hashed (`security.hash_password`) beforehand,
+    so no connection is held while argon2 runs."""
+    check_passwords_match(data)
     email = data.email.lower()
     if _find_by_email(session, email) is not None:
         raise EmailAlreadyRegistered(email)
     user = User(
         email=email,
-        password_hash=security.hash_password(data.password1),
+        password_hash=password_hash,
         first_name=data.first_name,
         last_name=data.last_name,
         city=data.city,
@@ -50,18 +58,33 @@ def signup(session: Session, *, data: SignupRequest) -> User:
     return user
 
 
-def login(session: Session, *, email: str, password: str) -> str:
-    """An access token, or `Unauthorized` alike for an unknown email and a wrong password."""
+@dataclass(frozen=True)
+class LoginCandidate:
+    """What a login checks the password against: the account's hash, or a dummy hash for
+    an unknown email (so both failures take the same time)."""
+
+    user_id: str | None
+    password_hash: str
+
+
+def login_candidate(session: Session, *, email: str) -> LoginCandidate:
     user = _find_by_email(session, email.strip().lower())
-    password_hash = user.password_hash if user else security.dummy_password_hash()
-    if not security.verify_password(password_hash, password) or user is None:
+    if user is None:
+        return LoginCandidate(None, security.dummy_password_hash())
+    return LoginCandidate(user.id, user.password_hash)
+
+
+def login(candidate: LoginCandidate, *, password_matches: bool) -> str:
+    """An access token, or `Unauthorized` alike for an unknown email and a wrong password."""
+    if not password_matches or candidate.user_id is None:
         raise Unauthorized(INVALID_CREDENTIALS)
-    return security.create_access_token(user.id)
+    return security.create_access_token(candidate.user_id)
 
 
-def user_for_token(session: Session, *, token: str) -> User:
-    user = session.get(User, security.decode_access_token(token))
-    if user is None:  # the account no longer exists
+def user_by_id(session: Session, user_id: str) -> User:
+    """The account a valid token names; `Unauthorized` if it no longer exists."""
+    user = session.get(User, user_id)
+    if user is None:
         raise Unauthorized(security.INVALID_TOKEN)
     return user
 

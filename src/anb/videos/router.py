@@ -1,21 +1,19 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
-from starlette.concurrency import run_in_threadpool
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from anb.core.deps import (
-    CurrentUser,
-    FileUrls,
-    QueueDep,
-    SessionDep,
-    SettingsDep,
-    StorageDep,
-    VideoId,
-)
+import anyio.to_thread
+from fastapi import APIRouter, Request, status
+
+from anb.core.concurrency import Overloaded, storage_pool
+from anb.core.db import run_db
+from anb.core.deps import CurrentCaller, FileUrls, QueueDep, SettingsDep, StorageDep, VideoId
 from anb.core.errors import InvalidInput
 from anb.core.multipart import read_request_form
 from anb.core.responses import error_responses
 from anb.processing.probe import UploadRules
+from anb.storage import Storage
 from anb.videos import service
 from anb.videos.models import Video
 from anb.videos.schemas import (
@@ -57,8 +55,7 @@ UPLOAD_BODY = {
 )
 async def upload_video(
     request: Request,
-    user: CurrentUser,
-    session: SessionDep,
+    caller: CurrentCaller,
     settings: SettingsDep,
     storage: StorageDep,
     queue: QueueDep,
@@ -68,20 +65,22 @@ async def upload_video(
         if "video_file" not in form.files:
             raise InvalidInput("video_file: campo requerido (archivo de video MP4).")
         title = service.clean_title(form.fields.get("title"))
-        rules = UploadRules.from_settings(settings)
-        video = await run_in_threadpool(
-            lambda: service.accept_upload(
-                session,
-                owner=user,
+        await run_db(caller.user)  # a deleted account stores nothing
+        video = await storage_pool().run(
+            lambda: service.store_upload(
+                form.files["video_file"],
+                owner_id=caller.user_id,
                 title=title,
-                source=form.files["video_file"],
-                rules=rules,
+                rules=UploadRules.from_settings(settings),
                 storage=storage,
-                queue=queue,
             )
         )
     finally:
         form.discard()
+    async with _deleted_on_failure(storage, video.original_key):
+        await run_db(
+            lambda session: service.record_upload(session, video, storage=storage, queue=queue)
+        )
     return UploadAccepted(
         message="Video subido correctamente. Procesamiento en curso.",
         task_id=video.task_id,
@@ -89,18 +88,28 @@ async def upload_video(
     )
 
 
+@asynccontextmanager
+async def _deleted_on_failure(storage: Storage, key: str) -> AsyncIterator[None]:
+    """Delete a stored file if what follows fails before it is recorded (e.g. refused with
+    503 because the database pool is saturated)."""
+    try:
+        yield
+    except Overloaded:
+        await anyio.to_thread.run_sync(storage.delete, key)
+        raise
+
+
 @router.post(
     "/uploads",
     status_code=status.HTTP_201_CREATED,
     response_model=DirectUploadStarted,
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 503),
     summary="Start a direct upload to storage (for large files and API Gateway)",
 )
-def start_direct_upload(
+async def start_direct_upload(
     data: DirectUploadRequest,
     request: Request,
-    user: CurrentUser,
-    session: SessionDep,
+    caller: CurrentCaller,
     settings: SettingsDep,
     storage: StorageDep,
 ) -> DirectUploadStarted:
@@ -108,15 +117,18 @@ def start_direct_upload(
     file as `file` (multipart/form-data), before `expires_in` seconds pass. Then call
     `/api/videos/{video_id}/complete`. The file is judged by the worker, with the same
     rules as `/api/videos/upload`; a broken file ends the video `failed` with an `error`."""
-    granted = service.start_direct_upload(
-        session,
-        owner=user,
-        title=data.title,
-        size=data.size,
-        max_bytes=settings.upload_max_bytes,
-        expires_in=settings.url_ttl_seconds,
-        base_url=str(request.base_url),
-        storage=storage,
+    base_url = str(request.base_url)
+    granted = await run_db(
+        lambda session: service.start_direct_upload(
+            session,
+            owner=caller.user(session),
+            title=data.title,
+            size=data.size,
+            max_bytes=settings.upload_max_bytes,
+            expires_in=settings.url_ttl_seconds,
+            base_url=base_url,
+            storage=storage,
+        )
     )
     return DirectUploadStarted(**vars(granted))
 
@@ -128,22 +140,36 @@ def start_direct_upload(
     responses=error_responses(400, 401, 403, 404, 503),
     summary="Finish a direct upload: the video is recorded and its processing enqueued",
 )
-def complete_direct_upload(
+async def complete_direct_upload(
     video_id: VideoId,
-    user: CurrentUser,
-    session: SessionDep,
+    caller: CurrentCaller,
     settings: SettingsDep,
     storage: StorageDep,
     queue: QueueDep,
 ) -> UploadCompleted:
-    video = service.complete_direct_upload(
-        session,
-        owner=user,
-        video_id=video_id,
-        max_bytes=settings.upload_max_bytes,
-        storage=storage,
-        queue=queue,
+    pending = await run_db(
+        lambda session: service.pending_upload(
+            session, owner=caller.user(session), video_id=video_id
+        )
     )
+    if isinstance(pending, Video):
+        video = pending
+    else:
+        size = await storage_pool().run(
+            lambda: service.move_uploaded_file(
+                pending, max_bytes=settings.upload_max_bytes, storage=storage
+            )
+        )
+        video = await run_db(
+            lambda session: service.record_completed_upload(
+                session,
+                pending,
+                owner=caller.user(session),
+                size=size,
+                storage=storage,
+                queue=queue,
+            )
+        )
     return UploadCompleted(
         message="Video subido correctamente. Procesamiento en curso.",
         task_id=video.task_id,
@@ -151,20 +177,23 @@ def complete_direct_upload(
     )
 
 
-@router.get("", response_model=list[VideoSummary], responses=error_responses(401))
-def list_my_videos(user: CurrentUser, session: SessionDep, urls: FileUrls) -> list[VideoSummary]:
+@router.get("", response_model=list[VideoSummary], responses=error_responses(401, 503))
+async def list_my_videos(caller: CurrentCaller, urls: FileUrls) -> list[VideoSummary]:
     """The signed-in player's videos, newest first."""
+    videos = await run_db(lambda session: service.list_videos(session, owner=caller.user(session)))
     return [
         VideoSummary(**_common_fields(video), processed_url=urls(video.processed_key))
-        for video in service.list_videos(session, owner=user)
+        for video in videos
     ]
 
 
-@router.get("/{video_id}", response_model=VideoRead, responses=error_responses(401, 403, 404))
-def get_my_video(
-    video_id: VideoId, user: CurrentUser, session: SessionDep, urls: FileUrls
-) -> VideoRead:
-    video = service.get_own_video(session, owner=user, video_id=video_id)
+@router.get("/{video_id}", response_model=VideoRead, responses=error_responses(401, 403, 404, 503))
+async def get_my_video(video_id: VideoId, caller: CurrentCaller, urls: FileUrls) -> VideoRead:
+    video = await run_db(
+        lambda session: service.get_own_video(
+            session, owner=caller.user(session), video_id=video_id
+        )
+    )
     return VideoRead(
         **_common_fields(video),
         original_url=urls(video.original_key),
@@ -173,13 +202,19 @@ def get_my_video(
 
 
 @router.delete(
-    "/{video_id}", response_model=VideoDeleted, responses=error_responses(400, 401, 403, 404)
+    "/{video_id}",
+    response_model=VideoDeleted,
+    responses=error_responses(400, 401, 403, 404, 503),
 )
-def delete_my_video(
-    video_id: VideoId, user: CurrentUser, session: SessionDep, storage: StorageDep
+async def delete_my_video(
+    video_id: VideoId, caller: CurrentCaller, storage: StorageDep
 ) -> VideoDeleted:
     """Allowed until the video is published (processed)."""
-    service.delete_video(session, owner=user, video_id=video_id, storage=storage)
+    await run_db(
+        lambda session: service.delete_video(
+            session, owner=caller.user(session), video_id=video_id, storage=storage
+        )
+    )
     return VideoDeleted(message="El video ha sido eliminado exitosamente.", video_id=video_id)
 
 

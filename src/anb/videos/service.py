@@ -70,26 +70,23 @@ def clean_title(title: str | None) -> str:
     return cleaned
 
 
-def accept_upload(
-    session: Session,
-    *,
-    owner: User,
-    title: str,
-    source: Path,
-    rules: UploadRules,
-    storage: Storage,
-    queue: JobQueue,
+def store_upload(
+    source: Path, *, owner_id: str, title: str, rules: UploadRules, storage: Storage
 ) -> Video:
-    """Validate the file, store it, record the video and enqueue its processing job.
-
-    Whatever fails, nothing half-done stays behind: no object without a row, no row
-    without a job."""
+    """Validate the file and store it as the original of a new video, not yet recorded
+    (`record_upload` does that; if it cannot, the caller deletes the original)."""
     check_upload(source, rules)
-    video = Video(id=new_id(), owner_id=owner.id, title=title)
+    video = Video(id=new_id(), owner_id=owner_id, title=title)
     video.original_key = original_key_for(video.id)
     video.original_bytes = source.stat().st_size
     with _storage_failures(video.id):
         storage.put_file(source, video.original_key)
+    return video
+
+
+def record_upload(session: Session, video: Video, *, storage: Storage, queue: JobQueue) -> Video:
+    """Record a stored upload and enqueue its processing job. Whatever fails, nothing
+    half-done stays behind: no object without a row, no row without a job."""
     return _record_and_enqueue(session, video, storage=storage, queue=queue)
 
 
@@ -162,35 +159,53 @@ def start_direct_upload(
     return DirectUpload(upload.video_id, url, fields, expires_in)
 
 
-def complete_direct_upload(
-    session: Session,
-    *,
-    owner: User,
-    video_id: str,
-    max_bytes: int,
-    storage: Storage,
-    queue: JobQueue,
-) -> Video:
-    """Turn a finished direct upload into a video and enqueue it. The worker judges the
-    file's content; completing twice answers the same job."""
+@dataclass(frozen=True)
+class PendingUpload:
+    video_id: str
+    title: str
+    size: int  # as declared when the upload was granted
+
+
+def pending_upload(session: Session, *, owner: User, video_id: str) -> PendingUpload | Video:
+    """The direct upload to complete, or the video it already became (completing twice
+    answers the same job)."""
     upload = session.get(UploadSession, video_id)
     if upload is None:
-        return _already_completed(session, owner=owner, video_id=video_id)
+        return get_own_video(session, owner=owner, video_id=video_id)
     if upload.owner_id != owner.id:
         raise NotYourVideo()
-    incoming = incoming_key_for(video_id)
-    with _storage_failures(video_id):
+    return PendingUpload(upload.video_id, upload.title, upload.size)
+
+
+def move_uploaded_file(upload: PendingUpload, *, max_bytes: int, storage: Storage) -> int:
+    """Move the uploaded file to where originals are kept; its size. The worker judges its
+    content."""
+    incoming = incoming_key_for(upload.video_id)
+    with _storage_failures(upload.video_id):
         size = storage.size(incoming)
     if size is None:
         raise InvalidInput("El archivo aún no se ha subido: súbelo antes de completar la carga.")
     if size > min(max_bytes, upload.size):
         storage.delete(incoming)
         raise InvalidInput(f"El archivo supera el tamaño declarado ({upload.size} bytes).")
-    video = Video(id=video_id, owner_id=owner.id, title=upload.title, original_bytes=size)
-    video.original_key = original_key_for(video_id)
-    with _storage_failures(video_id):
-        storage.move(incoming, video.original_key)
-    session.delete(upload)
+    with _storage_failures(upload.video_id):
+        storage.move(incoming, original_key_for(upload.video_id))
+    return size
+
+
+def record_completed_upload(
+    session: Session,
+    upload: PendingUpload,
+    *,
+    owner: User,
+    size: int,
+    storage: Storage,
+    queue: JobQueue,
+) -> Video:
+    """Turn a moved direct upload into a video and enqueue it."""
+    video = Video(id=upload.video_id, owner_id=owner.id, title=upload.title, original_bytes=size)
+    video.original_key = original_key_for(upload.video_id)
+    session.execute(delete(UploadSession).where(UploadSession.video_id == upload.video_id))
     return _record_and_enqueue(session, video, storage=storage, queue=queue)
 
 
@@ -208,10 +223,6 @@ def _forget_abandoned_uploads(session: Session, *, owner: User, storage: Storage
     for upload in stale:
         storage.delete(incoming_key_for(upload.video_id))
         session.delete(upload)
-
-
-def _already_completed(session: Session, *, owner: User, video_id: str) -> Video:
-    return get_own_video(session, owner=owner, video_id=video_id)
 
 
 def list_videos(session: Session, *, owner: User) -> list[Video]:
