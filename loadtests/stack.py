@@ -176,21 +176,37 @@ def client_options(env: dict[str, str]) -> dict[str, str]:
 
 @contextlib.contextmanager
 def gunicorn(stack: Stack, workers: int, log_path: Path) -> Iterator[tuple[str, int]]:
-    """Gunicorn + Uvicorn workers as on EC2 (ec2/systemd/anb-api.service), access log off:
-    yields (base URL, master pid)."""
+    """The API under Gunicorn + Uvicorn workers as on EC2 (ec2/systemd/anb-api.service),
+    access log off: yields (base URL, master pid)."""
+    with gunicorn_serving(
+        "anb.api:create_app()", stack.child_env(), stack.work, workers, log_path
+    ) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def gunicorn_serving(
+    app: str,
+    env: dict[str, str],
+    cwd: Path,
+    workers: int,
+    log_path: Path,
+    ready_path: str = "/api/health/ready",
+) -> Iterator[tuple[str, int]]:
+    """Any ASGI app (`module:factory()`) under the Gunicorn + Uvicorn settings of `gunicorn`,
+    with its own environment (e.g. a PYTHONPATH): yields (base URL, master pid) once
+    `ready_path` answers."""
     port = free_port()
     command = [
-        str(VENV_BIN / "gunicorn"), "-k", "uvicorn_worker.UvicornWorker", "anb.api:create_app()",
+        str(VENV_BIN / "gunicorn"), "-k", "uvicorn_worker.UvicornWorker", app,
         "-w", str(workers), "--bind", f"127.0.0.1:{port}",
         "--graceful-timeout", "10", "--timeout", "120",
     ]  # fmt: skip
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, env=stack.child_env(), cwd=stack.work, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/api/health/ready", process)
+        wait_http(f"{base}{ready_path}", process)
         yield base, process.pid
     finally:
         stop(process)
