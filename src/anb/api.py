@@ -9,6 +9,7 @@ from anb.core.handlers import install_error_handlers
 from anb.core.middleware import install_middleware
 from anb.core.responses import document_400_for_validation
 from anb.core.settings import get_settings
+from anb.public.pages import CachedPublicPages
 from anb.public.router import router as public_router
 from anb.storage.router import router as files_router
 from anb.users.router import router as users_router
@@ -22,8 +23,10 @@ the ANB Rising Stars Showcase. Sign in with `/api/auth/login` and send the token
 def create_app() -> FastAPI:
     app = FastAPI(title="ANB Rising Stars Showcase API", version="1.0.0", description=DESCRIPTION)
     install_error_handlers(app)
+    app.add_middleware(CachedPublicPages)  # innermost: the others' headers apply to it too
     install_middleware(app, get_settings())
     document_400_for_validation(app)
-    for router in (health.router, users_router, videos_router, public_router, files_router):
+    # the public reads first: they are most of the traffic, and routes are matched in order
+    for router in (health.router, public_router, users_router, videos_router, files_router):
         app.include_router(router)
     return app

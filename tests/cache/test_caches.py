@@ -14,19 +14,53 @@ from fastapi.testclient import TestClient
 
 from anb.cache.memory import MemoryCache
 from anb.cache.redis import RedisCache
+from anb.cache.tiered import LOCAL_TTL_SECONDS, TieredCache
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cache(request: pytest.FixtureRequest) -> Iterator[MemoryCache | RedisCache]:
+@pytest.fixture(params=["memory", "redis", "tiered"])
+def cache(request: pytest.FixtureRequest) -> Iterator[MemoryCache | RedisCache | TieredCache]:
     if request.param == "memory":
         yield MemoryCache()
         return
     url = request.getfixturevalue("redis_url")
     redis.Redis.from_url(url).flushdb()
-    yield RedisCache.from_url(url)
+    shared = RedisCache.from_url(url)
+    yield shared if request.param == "redis" else TieredCache(shared)
 
 
-def test_values_expire_and_counters_count(cache: MemoryCache | RedisCache) -> None:
+def _processes(url: str) -> tuple[TieredCache, TieredCache]:
+    """Two API processes' caches over one Redis."""
+    return TieredCache(RedisCache.from_url(url)), TieredCache(RedisCache.from_url(url))
+
+
+def test_tiered_values_are_at_hand_after_a_read_and_changes_show_within_a_second(
+    redis_url: str,
+) -> None:
+    redis.Redis.from_url(redis_url).flushdb()
+    mine, other = _processes(redis_url)
+    assert mine.peek("gen") is None and mine.get("gen") is None
+    mine.incr("gen")
+    assert mine.peek("gen") == "1"  # this process sees its own change at once
+    assert other.get("gen") == "1" and other.peek("gen") == "1"  # read once, then at hand
+    mine.incr_all(["gen", "gen2"])
+    assert (mine.peek("gen"), mine.peek("gen2")) == ("2", "1")
+    assert other.peek("gen") == "1"  # another process's change: not yet...
+    time.sleep(LOCAL_TTL_SECONDS + 0.1)
+    assert other.peek("gen") is None and other.get("gen") == "2"  # ...but within a second
+    value = other.get_or_compute("page", lambda: "computed", ttl_seconds=60)
+    assert value == "computed" and other.peek("page") == "computed"
+    assert mine.get_or_compute("page", lambda: "again", ttl_seconds=60) == "computed"
+
+
+def test_tiered_counters_changed_while_redis_is_down_never_match_older_entries() -> None:
+    down = TieredCache(RedisCache.from_url("redis://127.0.0.1:1/0"))
+    assert down.incr_all(["gen"]) is None
+    first = down.peek("gen")
+    down.incr_all(["gen"])
+    assert first not in (None, "0") and down.peek("gen") not in (None, "0", first)
+
+
+def test_values_expire_and_counters_count(cache: MemoryCache | RedisCache | TieredCache) -> None:
     key = f"k-{uuid.uuid4()}"
     assert cache.get(key) is None
     cache.set(key, "v", ttl_seconds=1)
@@ -36,7 +70,7 @@ def test_values_expire_and_counters_count(cache: MemoryCache | RedisCache) -> No
     assert cache.get(key) is None
 
 
-def test_concurrent_misses_compute_once(cache: MemoryCache | RedisCache) -> None:
+def test_concurrent_misses_compute_once(cache: MemoryCache | RedisCache | TieredCache) -> None:
     key, calls = f"k-{uuid.uuid4()}", []
 
     def compute() -> str:

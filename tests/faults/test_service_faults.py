@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from anb.cache.tiered import LOCAL_TTL_SECONDS
 from anb.core.db import session_scope
 from anb.core.handlers import DATABASE_UNAVAILABLE
 from anb.core.settings import get_settings
@@ -110,6 +111,8 @@ def test_public_views_answer_from_the_database_while_redis_is_dead_and_use_it_ag
     assert while_dead[0][0]["votes"] == 2 and while_dead[4][0]["votes"] == 2
 
     redis_server.start()  # same port, empty
+    assert _read_all(client) == while_dead
+    time.sleep(LOCAL_TTL_SECONDS)  # what the process keeps at hand expires
     assert _read_all(client) == while_dead
     assert len(_cached_views(redis_server)) >= len(PUBLIC_READS)  # the cache is used again
     ready = client.get("/api/health/ready")

@@ -215,3 +215,26 @@ def test_rankings_default_to_ten_entries(client: TestClient, clips: Clips) -> No
         upload_public(client, signup(client, first_name=f"J{index:02d}"), clips.landscape)
     assert len(client.get("/api/public/rankings").json()) == 10
     assert len(client.get("/api/public/rankings", params={"limit": 100}).json()) == 12
+
+
+def test_pages_at_hand_answer_as_the_api_does(client: TestClient, clips: Clips) -> None:
+    star = signup(client, city="Medellín")
+    upload_public(client, star, clips.landscape)
+    for path, params in [
+        ("/api/public/videos", {}),
+        ("/api/public/videos", {"city": "MEDELLIN", "limit": "5", "offset": "0"}),
+        ("/api/public/rankings", {"country": "colombia"}),
+    ]:
+        routed, at_hand = (client.get(path, params=params) for _ in range(2))
+        assert at_hand.status_code == routed.status_code == 200
+        assert at_hand.json() == routed.json() and at_hand.json()
+        for header in (
+            "content-type",
+            "x-total-count",
+            "content-security-policy",
+            "x-frame-options",
+        ):
+            assert at_hand.headers.get(header) == routed.headers.get(header), header
+    for bad in ("limit=0", "limit=abc", "offset=-1", "limit=%D9%A3", "city=" + "x" * 101):
+        for _ in range(2):  # the second time too, when the page could be at hand
+            assert client.get(f"/api/public/videos?{bad}").status_code == 400, bad

@@ -16,6 +16,7 @@ def get_cache() -> Cache:
     url = get_settings().cache_url
     if url.startswith(("redis://", "rediss://")):
         from anb.cache.redis import RedisCache
+        from anb.cache.tiered import TieredCache
 
-        return RedisCache.from_url(url)
+        return TieredCache(RedisCache.from_url(url))
     return MemoryCache()

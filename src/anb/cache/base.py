@@ -14,8 +14,12 @@ class Cache(Protocol):
     def incr(self, key: str) -> int:
         """Add one to a counter (created at 0) and return it."""
 
-    def incr_all(self, keys: list[str]) -> None:
-        """Add one to each counter, in one round trip."""
+    def incr_all(self, keys: list[str]) -> list[int] | None:
+        """Add one to each counter, in one round trip: the new counts (None if the cache
+        could not be reached)."""
+
+    def peek(self, key: str) -> str | None:
+        """The value if this process has it at hand (no I/O), else None."""
 
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Count one more event in the current window of `key`: (events so far in the

@@ -32,7 +32,7 @@ class MemoryCache:
             self._entries.move_to_end(key)
             return value
 
-    def set(self, key: str, value: str, *, ttl_seconds: int) -> None:
+    def set(self, key: str, value: str, *, ttl_seconds: float) -> None:
         with self._lock:
             self._entries[key] = (time.monotonic() + ttl_seconds, value)
             self._entries.move_to_end(key)
@@ -44,9 +44,11 @@ class MemoryCache:
             self._counters[key] = self._counters.get(key, 0) + 1
             return self._counters[key]
 
-    def incr_all(self, keys: list[str]) -> None:
-        for key in keys:
-            self.incr(key)
+    def incr_all(self, keys: list[str]) -> list[int] | None:
+        return [self.incr(key) for key in keys]
+
+    def peek(self, key: str) -> str | None:
+        return self.get(key)
 
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         now = time.monotonic()
@@ -59,7 +61,10 @@ class MemoryCache:
             self._windows[key] = (ends, count + 1)
             return count + 1, max(1, math.ceil(ends - now))
 
-    def get_or_compute(self, key: str, compute: Callable[[], str], *, ttl_seconds: int) -> str:
+    def get_or_compute(self, key: str, compute: Callable[[], str], *, ttl_seconds: float) -> str:
+        value = self.get(key)
+        if value is not None:
+            return value
         with self._lock:
             key_lock = self._computing.setdefault(key, Lock())
         with key_lock:  # one computation per key; the others find its result

@@ -46,14 +46,19 @@ class RedisCache:
     def incr(self, key: str) -> int:
         return self._safely(lambda: int(self.client.incr(key)), 0)
 
-    def incr_all(self, keys: list[str]) -> None:
-        def pipelined() -> None:
+    def incr_all(self, keys: list[str]) -> list[int] | None:
+        """The new counts, or None when Redis did not answer."""
+
+        def pipelined() -> list[int]:
             pipeline = self.client.pipeline(transaction=False)
             for key in keys:
                 pipeline.incr(key)
-            pipeline.execute()
+            return [int(count) for count in pipeline.execute()]
 
-        self._safely(pipelined, None)
+        return self._safely(pipelined, None)
+
+    def peek(self, key: str) -> str | None:
+        return None  # nothing can be read from Redis without a round trip
 
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Atomic in Redis, so every API process counts against one limit. Without Redis

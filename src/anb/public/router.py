@@ -18,24 +18,39 @@ from anb.core.deps import (
 from anb.core.responses import error_responses
 from anb.core.text import NO_NUL
 from anb.public import service
+from anb.public.pages import (
+    FILTER_MAX_CHARS,
+    LIMIT_MAX,
+    OFFSET_MAX,
+    RANKED_PER_PAGE,
+    RANKINGS_PATH,
+    VIDEOS_PATH,
+    VIDEOS_PER_PAGE,
+)
 from anb.public.schemas import PublicVideo, RankingEntry, VoteRecorded
 
-router = APIRouter(prefix="/api/public", tags=["public"])
+PREFIX = "/api/public"
+router = APIRouter(prefix=PREFIX, tags=["public"])
 
 TOO_MANY_VOTES = "Demasiados votos seguidos; inténtalo de nuevo en {seconds} s."
 
 City = Annotated[
     str | None,
-    Query(max_length=100, pattern=NO_NUL, description="Case- and accent-insensitive"),
+    Query(max_length=FILTER_MAX_CHARS, pattern=NO_NUL, description="Case- and accent-insensitive"),
 ]
 Country = Annotated[
     str | None,
-    Query(max_length=100, pattern=NO_NUL, description="Case- and accent-insensitive"),
+    Query(max_length=FILTER_MAX_CHARS, pattern=NO_NUL, description="Case- and accent-insensitive"),
 ]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
+Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX)]
 
 
-@router.get("/videos", response_model=list[PublicVideo], responses=error_responses(400, 401, 503))
+@router.get(
+    VIDEOS_PATH.removeprefix(PREFIX),
+    response_model=list[PublicVideo],
+    responses=error_responses(400, 401, 503),
+)
 async def list_public_videos(
     request: Request,
     cache: CacheDep,
@@ -44,10 +59,11 @@ async def list_public_videos(
     caller: OptionalCaller,
     city: City = None,
     country: Country = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Limit = VIDEOS_PER_PAGE,
     offset: Offset = 0,
 ) -> Response:
-    """Published videos, most recent first; the total is in `X-Total-Count`."""
+    """Published videos, most recent first; the total is in `X-Total-Count`. An anonymous
+    read of a page this process has at hand is answered without leaving the event loop."""
     scope = service.Scope.of(city, country)
 
     def read(session: Session) -> tuple[str, int]:
@@ -69,7 +85,12 @@ async def list_public_videos(
             )
         return page, total
 
-    page, total = await run_db(read)
+    at_hand = None
+    if caller is None:
+        at_hand = service.peek_public_videos_page(
+            cache, scope=scope, limit=limit, offset=offset, base_url=str(request.base_url)
+        )
+    page, total = at_hand or await run_db(read)
     return _json(page, headers={"X-Total-Count": str(total)})
 
 
@@ -99,19 +120,25 @@ async def vote(
     return VoteRecorded(message="Voto registrado exitosamente.")
 
 
-@router.get("/rankings", response_model=list[RankingEntry], responses=error_responses(400, 503))
+@router.get(
+    RANKINGS_PATH.removeprefix(PREFIX),
+    response_model=list[RankingEntry],
+    responses=error_responses(400, 503),
+)
 async def rankings(
     cache: CacheDep,
     city: City = None,
     country: Country = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    limit: Limit = RANKED_PER_PAGE,
     offset: Offset = 0,
 ) -> Response:
     """Players by the votes of their public videos; ties share a position."""
     scope = service.Scope.of(city, country)
-    page = await run_db(
-        lambda session: service.rankings_page(
-            session, cache=cache, scope=scope, limit=limit, offset=offset
+    page = service.peek_rankings_page(cache, scope=scope, limit=limit, offset=offset)
+    if page is None:
+        page = await run_db(
+            lambda session: service.rankings_page(
+                session, cache=cache, scope=scope, limit=limit, offset=offset
+            )
         )
-    )
     return _json(page)

@@ -62,8 +62,15 @@ class Scope:
 
     def cache_key(self, kind: str, cache: Cache) -> str:
         """The key of this scope's `kind` entry at the scope's current generation."""
-        generation = cache.get(self.generation_key) or "0"
+        generation = cache.get(self.generation_key)
+        if generation is None:  # never bumped: start counting, so it can be peeked at
+            generation = str(cache.incr(self.generation_key))
         return f"anb:{kind}:{self.digest}:{generation}"
+
+    def peeked_cache_key(self, kind: str, cache: Cache) -> str | None:
+        """`cache_key` if this process has the scope's generation at hand, else None."""
+        generation = cache.peek(self.generation_key)
+        return None if generation is None else f"anb:{kind}:{self.digest}:{generation}"
 
     def where(self, query: Select) -> Select:
         if self.city:
@@ -102,19 +109,35 @@ def public_videos_page(
     (`voted` false), and the total count. The page is cached with its signed URLs (per
     `base_url`, the host local file URLs point to), so the entry lives at most half as long
     as they do."""
-    key = f"{scope.cache_key('videos', cache)}:{limit}:{offset}:{_digest(base_url)}"
+    key = _videos_page_key(scope.cache_key("videos", cache), limit, offset, base_url)
 
     def compute() -> str:
         items, total = _query_public_videos(session, scope, limit, offset, url_for)
         return f"{total}:{_PUBLIC_PAGE.dump_json(items).decode()}"
 
     ttl = min(CACHE_TTL_SECONDS, url_ttl_seconds // 2)
-    total, _, body = cache.get_or_compute(key, compute, ttl_seconds=ttl).partition(":")
+    return _split_page(cache.get_or_compute(key, compute, ttl_seconds=ttl))
+
+
+def peek_public_videos_page(
+    cache: Cache, *, scope: Scope, limit: int, offset: int, base_url: str
+) -> tuple[str, int] | None:
+    """`public_videos_page` if this process has it at hand (no I/O), else None."""
+    scope_key = scope.peeked_cache_key("videos", cache)
+    if scope_key is None:
+        return None
+    cached = cache.peek(_videos_page_key(scope_key, limit, offset, base_url))
+    return None if cached is None else _split_page(cached)
+
+
+def _videos_page_key(scope_key: str, limit: int, offset: int, base_url: str) -> str:
+    digest = hashlib.sha256(base_url.encode()).hexdigest()[:16]
+    return f"{scope_key}:{limit}:{offset}:{digest}"
+
+
+def _split_page(cached: str) -> tuple[str, int]:
+    total, _, body = cached.partition(":")
     return body, int(total)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _query_public_videos(
@@ -208,6 +231,12 @@ def rankings_page(session: Session, *, cache: Cache, scope: Scope, limit: int, o
 
     page_key = f"{ranking_key}:page:{limit}:{offset}"
     return cache.get_or_compute(page_key, compute_page, ttl_seconds=CACHE_TTL_SECONDS)
+
+
+def peek_rankings_page(cache: Cache, *, scope: Scope, limit: int, offset: int) -> str | None:
+    """`rankings_page` if this process has it at hand (no I/O), else None."""
+    ranking_key = scope.peeked_cache_key("rankings", cache)
+    return None if ranking_key is None else cache.peek(f"{ranking_key}:page:{limit}:{offset}")
 
 
 def _compute_ranking(session: Session, scope: Scope) -> list[tuple[int, str, str, int]]:

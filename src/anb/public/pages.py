@@ -1,0 +1,99 @@
+"""The public pages' query rules, and the answer to anonymous reads of pages this process
+has at hand, given before routing.
+
+Most reads of the public list and the rankings are anonymous and of a few hot pages. When
+the page is at hand (`Cache.peek`: no I/O), `CachedPublicPages` answers it directly, which
+skips routing and dependency solving (most of a cached read's cost). Anything it does not
+recognise as a plain, valid query falls through to the API, which answers it (or says what
+is wrong with it) as usual.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from anb.cache import get_cache
+from anb.public import service
+
+FILTER_MAX_CHARS = 100
+LIMIT_MAX = 100
+OFFSET_MAX = 1_000_000
+VIDEOS_PER_PAGE = 20
+RANKED_PER_PAGE = 10
+VIDEOS_PATH = "/api/public/videos"
+RANKINGS_PATH = "/api/public/rankings"
+_DEFAULT_LIMITS = {VIDEOS_PATH: VIDEOS_PER_PAGE, RANKINGS_PATH: RANKED_PER_PAGE}
+
+
+class CachedPublicPages:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = _at_hand(scope) if _is_anonymous_page_read(scope) else None
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        body, headers = answer
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _is_anonymous_page_read(scope: Scope) -> bool:
+    return (
+        scope["type"] == "http"
+        and scope["method"] == "GET"
+        and scope["path"] in _DEFAULT_LIMITS
+        and not any(name == b"authorization" for name, _ in scope["headers"])
+    )
+
+
+def _at_hand(scope: Scope) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+    query = _plain_query(scope["query_string"], default_limit=_DEFAULT_LIMITS[scope["path"]])
+    if query is None:
+        return None
+    city, country, limit, offset = query
+    page_scope = service.Scope.of(city, country)
+    cache = get_cache()
+    if scope["path"] == RANKINGS_PATH:
+        page = service.peek_rankings_page(cache, scope=page_scope, limit=limit, offset=offset)
+        return None if page is None else (page.encode(), [])
+    base_url = str(Request(scope).base_url)
+    found = service.peek_public_videos_page(
+        cache, scope=page_scope, limit=limit, offset=offset, base_url=base_url
+    )
+    if found is None:
+        return None
+    body, total = found
+    return body.encode(), [(b"x-total-count", str(total).encode())]
+
+
+def _plain_query(query_string: bytes, *, default_limit: int) -> tuple[str, str, int, int] | None:
+    """(city, country, limit, offset) of a query the API would accept as it is; None for
+    anything else (repeated or odd values are left to the API's own validation)."""
+    values: dict[str, str] = {}
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in values:
+            return None
+        values[name] = value
+    city, country = values.get("city", ""), values.get("country", "")
+    if any(len(text) > FILTER_MAX_CHARS or "\x00" in text for text in (city, country)):
+        return None
+    limit = _bounded(values.get("limit"), default_limit, 1, LIMIT_MAX)
+    offset = _bounded(values.get("offset"), 0, 0, OFFSET_MAX)
+    if limit is None or offset is None:
+        return None
+    return city, country, limit, offset
+
+
+def _bounded(text: str | None, default: int, low: int, high: int) -> int | None:
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if low <= number <= high else None
