@@ -37,7 +37,10 @@ _TLS = ssl.create_default_context()  # unused over plain HTTP; one for all, as e
 # same cores, p99 measures 130-270 ms (it was 30 s): the bound catches a stall, not noise.
 HEALTH_P99_SECONDS = 0.5
 LOGIN_TRIES = 30
-SHED_WITHIN_SECONDS = 1.5  # ANB_MAX_WAIT_SECONDS (0.5 s), and the time to answer on 2 busy cores
+# the longest wait allowed (ANB_MAX_WAIT_SECONDS 0.5 s; for argon2id, 2 s), plus the time to
+# answer on 2 busy cores
+SHED_WITHIN_SECONDS = {"/api/auth/login": 3.0}
+SHED_DEFAULT_SECONDS = 1.5
 
 
 @dataclass
@@ -131,7 +134,11 @@ def _assert_normal_or_shed(outcomes: list[Outcome], normal: set[int]) -> None:
     assert not odd, f"{len(odd)} unexpected answers, e.g. {odd[:3]}"
     shed = [o for o in outcomes if o.status == 503]
     assert all(o.retry_after and o.retry_after.isdigit() for o in shed), shed[:3]
-    late = sorted((round(o.seconds, 2), o.what) for o in shed if o.seconds >= SHED_WITHIN_SECONDS)
+    late = sorted(
+        (round(o.seconds, 2), o.what)
+        for o in shed
+        if o.seconds >= SHED_WITHIN_SECONDS.get(o.what, SHED_DEFAULT_SECONDS)
+    )
     assert not late, f"{len(late)} of {len(shed)} shed requests were told so late: {late[-5:]}"
     slowest = max(o.seconds for o in outcomes)
     assert slowest < 20, f"a request took {slowest:.1f} s"

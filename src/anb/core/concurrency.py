@@ -10,7 +10,9 @@ When a pool is busy, a call waits for a thread only if the wait it can expect (t
 ahead of it times the pool's recent service time, over its threads) stays within what is
 left of the request's budget (`ANB_MAX_WAIT_SECONDS` for all its waits together); otherwise
 it is refused at once with `Overloaded` (503 and `Retry-After`), so a saturated process
-answers fast instead of queueing without bound.
+answers fast instead of queueing without bound. Password hashing has a budget of its own
+(`ANB_PASSWORD_MAX_WAIT_SECONDS`): a login is slow on purpose, and a burst of them (users
+arriving at once) is better served a little late than refused.
 A call still waiting when the budget is used up (the estimate was wrong) is refused then.
 """
 
@@ -128,5 +130,7 @@ def storage_pool() -> WorkPool:
 def password_pool() -> WorkPool:
     settings = get_settings()
     return WorkPool(
-        "passwords", threads=settings.password_threads, max_wait_seconds=settings.max_wait_seconds
+        "passwords",
+        threads=settings.password_threads,
+        max_wait_seconds=settings.password_max_wait_seconds,
     )

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     storage_threads: int = Field(8, ge=1, le=100)
     password_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     max_wait_seconds: float = Field(0.5, gt=0, le=60)
+    password_max_wait_seconds: float = Field(2.0, gt=0, le=60)
 
     @field_validator("queue_url")
     @classmethod
