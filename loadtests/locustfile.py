@@ -196,7 +196,11 @@ class DirectUploadUser(Uploader):
                             headers=headers) is not None  # fmt: skip
 
 
-class PublicUser(Player):
+class PublicMix(Player):
+    """Lists, rankings and votes after one login."""
+
+    abstract = True
+
     def on_start(self) -> None:
         self.email = SEED["voters"][next(_voters) % len(SEED["voters"])]
         self.unvoted = list(SEED["public_videos"])
@@ -225,6 +229,14 @@ class PublicUser(Player):
         self.request("POST", f"/api/public/videos/{video_id}/vote", headers=self.auth,
                      name="POST /api/public/videos/{id}/vote")  # fmt: skip
 
+
+class PublicUser(PublicMix):
+    """The public mix, logging in again now and then."""
+
     @task(1)
     def login_again(self) -> None:
         self.login(self.email, "POST /api/auth/login")
+
+
+class VoterUser(PublicMix):
+    """The public mix as real voters behave: one login per session, never again."""

@@ -23,6 +23,7 @@ SCENARIOS = {
     "upload": "uploads through the API",
     "direct": "direct uploads to storage (presigned POST)",
     "public": "public mix",
+    "voters": "public mix, one login per session",
 }
 
 
