@@ -78,11 +78,9 @@ async def list_public_videos(
             base_url=str(request.base_url),
         )
         if caller is not None:
-            voter = caller.user(session)
             video_ids = service.page_video_ids(page)
-            page = service.mark_voted(
-                page, service.voted_by(session, user=voter, video_ids=video_ids)
-            )
+            voted = service.voted_by(session, voter_id=caller.user_id, video_ids=video_ids)
+            page = service.mark_voted(page, voted)
         return page, total
 
     at_hand = None

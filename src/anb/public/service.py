@@ -184,11 +184,15 @@ def page_video_ids(page: str) -> list[str]:
     return [item["video_id"] for item in json.loads(page)]
 
 
-def voted_by(session: Session, *, user: User | None, video_ids: list[str]) -> set[str]:
-    if user is None or not video_ids:
-        return set()
-    query = select(Vote.video_id).where(Vote.user_id == user.id, Vote.video_id.in_(video_ids))
-    return set(session.scalars(query))
+def voted_by(session: Session, *, voter_id: str, video_ids: list[str]) -> set[str]:
+    """Which of these videos the voter voted for, read with the account in one query:
+    `Unauthorized` if the account no longer exists."""
+    on_page = (Vote.user_id == User.id) & Vote.video_id.in_(video_ids)
+    query = select(User.id, Vote.video_id).outerjoin(Vote, on_page).where(User.id == voter_id)
+    rows = session.execute(query).all()
+    if not rows:
+        raise Unauthorized(INVALID_TOKEN)
+    return {video_id for _, video_id in rows if video_id is not None}
 
 
 def vote(session: Session, *, cache: Cache, voter_id: str, video_id: str) -> None:

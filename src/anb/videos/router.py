@@ -180,7 +180,7 @@ async def complete_direct_upload(
 @router.get("", response_model=list[VideoSummary], responses=error_responses(401, 503))
 async def list_my_videos(caller: CurrentCaller, urls: FileUrls) -> list[VideoSummary]:
     """The signed-in player's videos, newest first."""
-    videos = await run_db(lambda session: service.list_videos(session, owner=caller.user(session)))
+    videos = await run_db(lambda session: service.list_videos(session, owner_id=caller.user_id))
     return [
         VideoSummary(**_common_fields(video), processed_url=urls(video.processed_key))
         for video in videos

@@ -13,7 +13,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from anb.core.db import utcnow
-from anb.core.errors import DomainError, Forbidden, InvalidInput, NotFound, Unavailable
+from anb.core.errors import (
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+from anb.core.security import INVALID_TOKEN
 from anb.core.text import megabytes
 from anb.processing.probe import UploadRules, check_upload
 from anb.queue import JobQueue
@@ -225,11 +233,19 @@ def _forget_abandoned_uploads(session: Session, *, owner: User, storage: Storage
         session.delete(upload)
 
 
-def list_videos(session: Session, *, owner: User) -> list[Video]:
+def list_videos(session: Session, *, owner_id: str) -> list[Video]:
+    """The player's videos, newest first, read with the account in one query:
+    `Unauthorized` if the account no longer exists."""
     query = (
-        select(Video).where(Video.owner_id == owner.id).order_by(Video.uploaded_at.desc(), Video.id)
+        select(User.id, Video)
+        .outerjoin(Video, Video.owner_id == User.id)
+        .where(User.id == owner_id)
+        .order_by(Video.uploaded_at.desc(), Video.id)
     )
-    return list(session.scalars(query))
+    rows = session.execute(query).all()
+    if not rows:
+        raise Unauthorized(INVALID_TOKEN)
+    return [video for _, video in rows if video is not None]
 
 
 def unfinished_jobs(session: Session) -> list[dict[str, str]]:
