@@ -235,6 +235,11 @@ def test_pages_at_hand_answer_as_the_api_does(client: TestClient, clips: Clips) 
             "x-frame-options",
         ):
             assert at_hand.headers.get(header) == routed.headers.get(header), header
+    # rankings are the same for every caller: a token, even a bad one, changes nothing
+    expected = client.get("/api/public/rankings").json()
+    for headers in ({}, {"Authorization": "Bearer nope"}, star.headers):
+        ranked = client.get("/api/public/rankings", headers=headers)
+        assert ranked.status_code == 200 and ranked.json() == expected and expected, headers
     for bad in ("limit=0", "limit=abc", "offset=-1", "limit=%D9%A3", "city=" + "x" * 101):
         for _ in range(2):  # the second time too, when the page could be at hand
             assert client.get(f"/api/public/videos?{bad}").status_code == 400, bad

@@ -1,7 +1,8 @@
-"""The public pages' query rules, and the answer to anonymous reads of pages this process
-has at hand, given before routing.
+"""The public pages' query rules, and the answer to reads of pages this process has at
+hand, given before routing.
 
-Most reads of the public list and the rankings are anonymous and of a few hot pages. When
+Most reads of the public list and the rankings are of a few hot pages, the same for every
+caller (the rankings; the list without a token). When
 the page is at hand (`Cache.peek`: no I/O), `CachedPublicPages` answers it directly, which
 skips routing and dependency solving (most of a cached read's cost). Anything it does not
 recognise as a plain, valid query falls through to the API, which answers it (or says what
@@ -33,7 +34,7 @@ class CachedPublicPages:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        answer = _at_hand(scope) if _is_anonymous_page_read(scope) else None
+        answer = _at_hand(scope) if _is_page_read_for_anyone(scope) else None
         if answer is None:
             await self.app(scope, receive, send)
             return
@@ -43,13 +44,15 @@ class CachedPublicPages:
         await send({"type": "http.response.body", "body": body})
 
 
-def _is_anonymous_page_read(scope: Scope) -> bool:
-    return (
-        scope["type"] == "http"
-        and scope["method"] == "GET"
-        and scope["path"] in _DEFAULT_LIMITS
-        and not any(name == b"authorization" for name, _ in scope["headers"])
-    )
+def _is_page_read_for_anyone(scope: Scope) -> bool:
+    """A GET of a page that is the same for every caller: the rankings, or the public list
+    without a token (with one, `voted` depends on the caller, and a bad token is a 401)."""
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return False
+    if scope["path"] == RANKINGS_PATH:
+        return True
+    signed = any(name == b"authorization" for name, _ in scope["headers"])
+    return scope["path"] == VIDEOS_PATH and not signed
 
 
 def _at_hand(scope: Scope) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:

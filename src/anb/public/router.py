@@ -62,8 +62,8 @@ async def list_public_videos(
     limit: Limit = VIDEOS_PER_PAGE,
     offset: Offset = 0,
 ) -> Response:
-    """Published videos, most recent first; the total is in `X-Total-Count`. An anonymous
-    read of a page this process has at hand is answered without leaving the event loop."""
+    """Published videos, most recent first; the total is in `X-Total-Count`. (A page this
+    process has at hand is answered before routing: `anb.public.pages`.)"""
     scope = service.Scope.of(city, country)
 
     def read(session: Session) -> tuple[str, int]:
@@ -83,12 +83,7 @@ async def list_public_videos(
             page = service.mark_voted(page, voted)
         return page, total
 
-    at_hand = None
-    if caller is None:
-        at_hand = service.peek_public_videos_page(
-            cache, scope=scope, limit=limit, offset=offset, base_url=str(request.base_url)
-        )
-    page, total = at_hand or await run_db(read)
+    page, total = await run_db(read)
     return _json(page, headers={"X-Total-Count": str(total)})
 
 
@@ -132,11 +127,9 @@ async def rankings(
 ) -> Response:
     """Players by the votes of their public videos; ties share a position."""
     scope = service.Scope.of(city, country)
-    page = service.peek_rankings_page(cache, scope=scope, limit=limit, offset=offset)
-    if page is None:
-        page = await run_db(
-            lambda session: service.rankings_page(
-                session, cache=cache, scope=scope, limit=limit, offset=offset
-            )
+    page = await run_db(
+        lambda session: service.rankings_page(
+            session, cache=cache, scope=scope, limit=limit, offset=offset
         )
+    )
     return _json(page)
