@@ -20,12 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anb.cache import Cache
-from anb.core.errors import InvalidInput, NotFound, Unauthorized
-from anb.core.security import INVALID_TOKEN
+from anb.core.errors import InvalidInput, NotFound
 from anb.core.text import search_key
 from anb.public.models import Vote
 from anb.public.schemas import PublicVideo, RankingEntry
 from anb.users.models import User
+from anb.users.service import AccountGone
 from anb.videos.models import Video, VideoStatus
 
 CACHE_TTL_SECONDS = 300
@@ -65,12 +65,15 @@ class Scope:
         generation = cache.get(self.generation_key)
         if generation is None:  # never bumped: start counting, so it can be peeked at
             generation = str(cache.incr(self.generation_key))
-        return f"anb:{kind}:{self.digest}:{generation}"
+        return self._key(kind, generation)
 
     def peeked_cache_key(self, kind: str, cache: Cache) -> str | None:
         """`cache_key` if this process has the scope's generation at hand, else None."""
         generation = cache.peek(self.generation_key)
-        return None if generation is None else f"anb:{kind}:{self.digest}:{generation}"
+        return None if generation is None else self._key(kind, generation)
+
+    def _key(self, kind: str, generation: str) -> str:
+        return f"anb:{kind}:{self.digest}:{generation}"
 
     def where(self, query: Select) -> Select:
         if self.city:
@@ -186,18 +189,18 @@ def page_video_ids(page: str) -> list[str]:
 
 def voted_by(session: Session, *, voter_id: str, video_ids: list[str]) -> set[str]:
     """Which of these videos the voter voted for, read with the account in one query:
-    `Unauthorized` if the account no longer exists."""
+    `AccountGone` (401) if the account no longer exists."""
     on_page = (Vote.user_id == User.id) & Vote.video_id.in_(video_ids)
     query = select(User.id, Vote.video_id).outerjoin(Vote, on_page).where(User.id == voter_id)
     rows = session.execute(query).all()
     if not rows:
-        raise Unauthorized(INVALID_TOKEN)
+        raise AccountGone()
     return {video_id for _, video_id in rows if video_id is not None}
 
 
 def vote(session: Session, *, cache: Cache, voter_id: str, video_id: str) -> None:
     """Record one vote; the database's key on (user, video) refuses a second one. The
-    voter's account is checked in the same query as the video (`Unauthorized` if gone)."""
+    voter's account is checked in the same query as the video (`AccountGone`, 401, if gone)."""
     voter_exists = select(User.id).where(User.id == voter_id).exists().label("voter_exists")
     found = session.execute(
         select(Video.status, User.city_key, User.country_key, voter_exists)
@@ -205,7 +208,7 @@ def vote(session: Session, *, cache: Cache, voter_id: str, video_id: str) -> Non
         .where(Video.id == video_id)
     ).first()
     if found is not None and not found.voter_exists:
-        raise Unauthorized(INVALID_TOKEN)
+        raise AccountGone()
     if found is None or found.status != VideoStatus.processed:
         raise PublicVideoNotFound()
     try:
@@ -233,14 +236,20 @@ def rankings_page(session: Session, *, cache: Cache, scope: Scope, limit: int, o
         page = [RankingEntry(position=p, username=u, city=c, votes=v) for p, u, c, v in entries]
         return _RANKING_PAGE.dump_json(page).decode()
 
-    page_key = f"{ranking_key}:page:{limit}:{offset}"
+    page_key = _ranking_page_key(ranking_key, limit, offset)
     return cache.get_or_compute(page_key, compute_page, ttl_seconds=CACHE_TTL_SECONDS)
 
 
 def peek_rankings_page(cache: Cache, *, scope: Scope, limit: int, offset: int) -> str | None:
     """`rankings_page` if this process has it at hand (no I/O), else None."""
     ranking_key = scope.peeked_cache_key("rankings", cache)
-    return None if ranking_key is None else cache.peek(f"{ranking_key}:page:{limit}:{offset}")
+    return (
+        None if ranking_key is None else cache.peek(_ranking_page_key(ranking_key, limit, offset))
+    )
+
+
+def _ranking_page_key(ranking_key: str, limit: int, offset: int) -> str:
+    return f"{ranking_key}:page:{limit}:{offset}"
 
 
 def _compute_ranking(session: Session, scope: Scope) -> list[tuple[int, str, str, int]]:

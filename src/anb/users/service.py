@@ -22,6 +22,13 @@ class EmailAlreadyRegistered(InvalidInput):
         super().__init__(f"email: el correo {email} ya está registrado.")
 
 
+class AccountGone(Unauthorized):
+    """A valid token whose account no longer exists."""
+
+    def __init__(self) -> None:
+        super().__init__(security.INVALID_TOKEN)
+
+
 class PasswordsDiffer(InvalidInput):
     def __init__(self) -> None:
         super().__init__("password2: las contraseñas no coinciden.")
@@ -85,7 +92,7 @@ def user_by_id(session: Session, user_id: str) -> User:
     """The account a valid token names; `Unauthorized` if it no longer exists."""
     user = session.get(User, user_id)
     if user is None:
-        raise Unauthorized(security.INVALID_TOKEN)
+        raise AccountGone()
     return user
 
 

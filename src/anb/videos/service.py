@@ -18,15 +18,14 @@ from anb.core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
-    Unauthorized,
     Unavailable,
 )
-from anb.core.security import INVALID_TOKEN
 from anb.core.text import megabytes
 from anb.processing.probe import UploadRules, check_upload
 from anb.queue import JobQueue
 from anb.storage import Storage
 from anb.users.models import User, new_id
+from anb.users.service import AccountGone
 from anb.videos.models import (
     UploadSession,
     Video,
@@ -235,7 +234,7 @@ def _forget_abandoned_uploads(session: Session, *, owner: User, storage: Storage
 
 def list_videos(session: Session, *, owner_id: str) -> list[Video]:
     """The player's videos, newest first, read with the account in one query:
-    `Unauthorized` if the account no longer exists."""
+    `AccountGone` (401) if the account no longer exists."""
     query = (
         select(User.id, Video)
         .outerjoin(Video, Video.owner_id == User.id)
@@ -244,7 +243,7 @@ def list_videos(session: Session, *, owner_id: str) -> list[Video]:
     )
     rows = session.execute(query).all()
     if not rows:
-        raise Unauthorized(INVALID_TOKEN)
+        raise AccountGone()
     return [video for _, video in rows if video is not None]
 
 
