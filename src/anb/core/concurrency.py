@@ -48,8 +48,7 @@ class Overloaded(Unavailable):
 
 
 class WorkPool:
-    def __init__(self, name: str, *, threads: int, max_wait_seconds: float) -> None:
-        self.name = name
+    def __init__(self, *, threads: int, max_wait_seconds: float) -> None:
         self.threads = threads
         self.max_wait_seconds = max_wait_seconds
         self.service_seconds = 0.005  # a running average, updated by every call
@@ -113,24 +112,19 @@ class WorkPool:
 @lru_cache
 def database_pool() -> WorkPool:
     settings = get_settings()
-    return WorkPool(
-        "database", threads=settings.db_pool_size, max_wait_seconds=settings.max_wait_seconds
-    )
+    return WorkPool(threads=settings.db_pool_size, max_wait_seconds=settings.max_wait_seconds)
 
 
 @lru_cache
 def storage_pool() -> WorkPool:
     settings = get_settings()
-    return WorkPool(
-        "storage", threads=settings.storage_threads, max_wait_seconds=settings.max_wait_seconds
-    )
+    return WorkPool(threads=settings.storage_threads, max_wait_seconds=settings.max_wait_seconds)
 
 
 @lru_cache
 def password_pool() -> WorkPool:
     settings = get_settings()
     return WorkPool(
-        "passwords",
         threads=settings.password_threads,
         max_wait_seconds=settings.password_max_wait_seconds,
     )
