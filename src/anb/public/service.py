@@ -15,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import TypeAdapter
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anb.cache import Cache
+from anb.core.db import UTCDateTime, utcnow
 from anb.core.errors import InvalidInput, NotFound
 from anb.core.text import search_key
 from anb.public.models import Vote
@@ -200,25 +202,96 @@ def voted_by(session: Session, *, voter_id: str, video_ids: list[str]) -> set[st
 
 def vote(session: Session, *, cache: Cache, voter_id: str, video_id: str) -> None:
     """Record one vote; the database's key on (user, video) refuses a second one. The
-    voter's account is checked in the same query as the video (`AccountGone`, 401, if gone)."""
-    voter_exists = select(User.id).where(User.id == voter_id).exists().label("voter_exists")
-    found = session.execute(
-        select(Video.status, User.city_key, User.country_key, voter_exists)
-        .join(User, Video.owner_id == User.id)
-        .where(Video.id == video_id)
-    ).first()
-    if found is not None and not found.voter_exists:
+    voter's account is checked in the same query as the video (`AccountGone`, 401, if gone).
+    On PostgreSQL the checks, the vote and the count are one statement."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    count = _count_in_one_statement if postgresql else _count_step_by_step
+    ballot = count(session, voter_id, video_id)
+    if ballot is not None and not ballot.voter_exists:
         raise AccountGone()
-    if found is None or found.status != VideoStatus.processed:
+    if ballot is None or ballot.status != VideoStatus.processed:
         raise PublicVideoNotFound()
-    try:
-        session.execute(insert(Vote).values(user_id=voter_id, video_id=video_id))
-    except IntegrityError as exc:
-        session.rollback()
-        raise AlreadyVoted() from exc
-    session.execute(update(Video).where(Video.id == video_id).values(votes=Video.votes + 1))
+    if not ballot.counted:
+        raise AlreadyVoted()
     session.commit()
-    _invalidate_scopes(cache, found.city_key, found.country_key)
+    _invalidate_scopes(cache, ballot.city_key, ballot.country_key)
+
+
+@dataclass(frozen=True)
+class _Ballot:
+    """A vote's target as the database found it, and whether the vote was counted."""
+
+    status: VideoStatus
+    city_key: str
+    country_key: str
+    voter_exists: bool
+    counted: bool
+
+
+_BALLOT_FIELDS = ("status", "city_key", "country_key", "voter_exists")
+
+
+def _ballot_query() -> Select:
+    """The video (`:video_id`), its owner's scope keys, and whether the voter exists."""
+    voter_exists = select(User.id).where(User.id == bindparam("voter_id")).exists()
+    return (
+        select(Video.id, Video.status, User.city_key, User.country_key)
+        .add_columns(voter_exists.label("voter_exists"))
+        .join(User, Video.owner_id == User.id)
+        .where(Video.id == bindparam("video_id"))
+    )
+
+
+def _vote_in_one_statement() -> Select:
+    """The ballot, the vote (a second one does nothing) and the video's count, as one
+    statement: PostgreSQL runs the INSERT and the UPDATE of its WITH clause with the query."""
+    target = _ballot_query().cte("target")
+    countable = (target.c.status == VideoStatus.processed) & target.c.voter_exists
+    ballot = select(bindparam("voter_id"), target.c.id, bindparam("now", type_=UTCDateTime))
+    inserted = (
+        pg_insert(Vote)
+        .from_select(["user_id", "video_id", "created_at"], ballot.where(countable))
+        .on_conflict_do_nothing()
+        .returning(Vote.video_id)
+        .cte("inserted")
+    )
+    bumped = (
+        update(Video)
+        .where(Video.id.in_(select(inserted.c.video_id)))
+        .values(votes=Video.votes + 1)
+        .returning(Video.id)
+        .cte("bumped")
+    )
+    counted = select(bumped.c.id).exists().label("counted")
+    return select(*(target.c[name] for name in _BALLOT_FIELDS), counted)
+
+
+_BALLOT = _ballot_query()
+_VOTE_IN_ONE_STATEMENT = _vote_in_one_statement()  # built once: building costs more than running
+
+
+def _count_step_by_step(session: Session, voter_id: str, video_id: str) -> _Ballot | None:
+    found = session.execute(_BALLOT, {"voter_id": voter_id, "video_id": video_id}).first()
+    if found is None:
+        return None
+    counted = found.voter_exists and found.status == VideoStatus.processed
+    if counted:
+        try:
+            session.execute(insert(Vote).values(user_id=voter_id, video_id=video_id))
+        except IntegrityError:
+            session.rollback()
+            counted = False
+        else:
+            bump = Video.votes + 1
+            session.execute(update(Video).where(Video.id == video_id).values(votes=bump))
+    fields = found._mapping
+    return _Ballot(**{name: fields[name] for name in _BALLOT_FIELDS}, counted=counted)
+
+
+def _count_in_one_statement(session: Session, voter_id: str, video_id: str) -> _Ballot | None:
+    params = {"voter_id": voter_id, "video_id": video_id, "now": utcnow()}
+    found = session.execute(_VOTE_IN_ONE_STATEMENT, params).first()
+    return None if found is None else _Ballot(**found._mapping)
 
 
 def rankings_page(session: Session, *, cache: Cache, scope: Scope, limit: int, offset: int) -> str:
