@@ -41,3 +41,40 @@ def test_the_process_engine_is_rebuilt_after_a_fork(configure) -> None:
     assert db.get_engine() is first
     key = next(key for key, engine in db._engines.items() if engine is first)
     assert key[1] == os.getpid()  # keyed by process: a forked worker builds its own
+
+
+def _backend_pid(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT pg_backend_pid()")).scalar()
+
+
+def _terminate(engine, pid: int) -> None:
+    with db.build_engine(str(engine.url), pooled=False).connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def test_a_connection_that_died_while_idle_is_replaced_before_use(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every checkout counts as idle
+    engine = db.build_engine(postgres_database, pool_size=1)
+    first = _backend_pid(engine)
+    _terminate(engine, first)
+    second = _backend_pid(engine)  # no error: the ping found it dead, a new one was opened
+    engine.dispose()
+    assert second != first
+
+
+def test_a_connection_in_steady_use_is_not_pinged(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ping is skipped for a connection just used (the check that saves the round trip):
+    if it died meanwhile, the statement fails (the API answers 503) and the pool is renewed."""
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    engine = db.build_engine(postgres_database, pool_size=1)
+    first = _backend_pid(engine)
+    _terminate(engine, first)
+    with pytest.raises((DBAPIError, OSError)):  # pg8000 lets a reset socket's error through
+        _backend_pid(engine)
+    assert _backend_pid(engine) != first  # renewed after the failure
+    engine.dispose()
