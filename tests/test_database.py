@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from anb.core import db
+from anb.core import db, pg8000_statements
 
 
 def test_connections_carry_the_application_name(postgres_database: str) -> None:
@@ -41,6 +42,37 @@ def test_the_process_engine_is_rebuilt_after_a_fork(configure) -> None:
     assert db.get_engine() is first
     key = next(key for key, engine in db._engines.items() if engine is first)
     assert key[1] == os.getpid()  # keyed by process: a forked worker builds its own
+
+
+PLACEHOLDER_CASES = [
+    "SELECT a FROM t WHERE b = %s AND c = %s",
+    "SELECT '%s stays', E'it\\'s %s', \"col%\" FROM t WHERE x LIKE 'a%%' AND y = %s",
+    "SELECT 1 -- a comment with %s\n, %s",
+    "SELECT $$ %s $$, %s, 5 %% 3",
+]
+
+
+@pytest.mark.parametrize("statement", PLACEHOLDER_CASES)
+def test_kept_placeholder_rewrites_equal_pg8000s_own(statement: str) -> None:
+    pg8000_statements.rewrite_statements_once()
+    original = pg8000_statements._pg8000_rewrite
+    assert original is not None and original is not pg8000_statements._rewrite_once
+    arguments = ("a", "b")
+    kept = pg8000_statements._rewrite_once("format", statement, arguments)
+    assert kept == original("format", statement, arguments)
+    assert pg8000_statements._rewrite_once("format", statement, arguments) == kept  # kept
+
+
+def test_a_statement_sent_again_is_not_rewritten_again(postgres_database: str) -> None:
+    engine = db.build_engine(postgres_database)
+    query = text(f"SELECT :value || '%-{uuid.uuid4().hex}'")  # a text no test sent before
+    before = pg8000_statements._rewritten.cache_info()
+    with engine.connect() as connection:
+        answers = [connection.execute(query, {"value": v}).scalar() for v in ("x", "y", "z")]
+    engine.dispose()
+    after = pg8000_statements._rewritten.cache_info()
+    assert [answer.split("%")[0] for answer in answers] == ["x", "y", "z"]
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
 
 
 def _backend_pid(engine) -> int:

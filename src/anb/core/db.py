@@ -21,6 +21,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from sqlalchemy.types import TypeDecorator
 
 from anb.core.concurrency import database_pool
+from anb.core.pg8000_statements import rewrite_statements_once
 from anb.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def build_engine(
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate)
         return engine
+    rewrite_statements_once()
     connect_args: dict[str, object] = {"application_name": application_name, "timeout": 10}
     if ca_file is not None:
         connect_args["ssl_context"] = ssl.create_default_context(cafile=str(ca_file))
