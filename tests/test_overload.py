@@ -34,7 +34,8 @@ from tests.conftest import PASSWORD, free_port, fresh_postgres_database, wait_un
 CLIENT_TIMEOUT_SECONDS = 60
 _TLS = ssl.create_default_context()  # unused over plain HTTP; one for all, as each costs ~40 ms
 # The goal is 100 ms; on this 2-core machine, with the burst's client and PostgreSQL on the
-# same cores, p99 measures 130-270 ms (it was 30 s): the bound catches a stall, not noise.
+# same cores, p99 over 10 bursts measured 32-173 ms, median 60 ms, 7 of 10 within 100 ms (it
+# was 30 s): the bound catches a stall, not noise.
 HEALTH_P99_SECONDS = 0.5
 LOGIN_TRIES = 30
 # the longest wait allowed (ANB_MAX_WAIT_SECONDS 0.5 s; for argon2id, 2 s), plus the time to
@@ -267,7 +268,10 @@ def test_a_single_token_burst_is_answered_and_health_stays_fast(server: Server) 
     assert sum(o.status == 200 for o in outcomes) >= 8  # at least a database pool's worth
     assert all(status == 200 for status, _ in health), health
     seconds = [latency for _, latency in health]
-    p99 = statistics.quantiles(seconds, n=100)[98] if len(seconds) > 1 else seconds[0]
+    # inclusive: the p99 of what was observed (the default extrapolates beyond the maximum)
+    p99 = max(seconds)
+    if len(seconds) > 1:
+        p99 = statistics.quantiles(seconds, n=100, method="inclusive")[98]
     assert p99 <= HEALTH_P99_SECONDS, f"/health p99 {p99 * 1000:.0f} ms over {len(seconds)} probes"
 
 
