@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from anb.core.db import session_scope
+from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
 from anb.worker.batch import handle_batch
 from tests.clips import Clips
@@ -191,3 +193,34 @@ def test_completing_while_storage_is_down_answers_503_and_keeps_the_grant(
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     configure()  # storage is back
     assert _complete(client, player, grant["video_id"]).status_code == 202
+
+
+def test_concurrent_completes_make_one_video_and_keep_its_original(
+    live_server: str, clips: Clips
+) -> None:
+    """A double click or a client's retry: every /complete answers 202 with the same job,
+    exactly one job is queued, and the original is kept (the loser once deleted it)."""
+    with httpx.Client(base_url=live_server, timeout=60) as api:
+        player = signup(api)
+        grants = [_start(api, player, clips.landscape, title=f"Doble {n}") for n in range(3)]
+        for grant in grants:
+            assert _send(api, grant, clips.landscape).status_code in (200, 201, 204)
+
+    def complete(video_id: str) -> httpx.Response:
+        with httpx.Client(base_url=live_server, timeout=60) as own:
+            return _complete(own, player, video_id)
+
+    for grant in grants:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(complete, [grant["video_id"]] * 6))
+        assert [a.status_code for a in answers] == [202] * 6, [a.text for a in answers]
+        assert len({a.json()["task_id"] for a in answers}) == 1
+        jobs = pending_jobs()
+        assert [job["video_id"] for job in jobs] == [grant["video_id"]], jobs
+        with session_scope() as session:
+            original = session.get(Video, grant["video_id"]).original_key
+        assert get_storage().size(original) == clips.landscape.stat().st_size
+        assert handle_batch({"Records": [_record(grant["video_id"], jobs[0]["task_id"])]}) == {
+            "batchItemFailures": []
+        }
+        assert _status(grant["video_id"]) == VideoStatus.processed

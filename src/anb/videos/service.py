@@ -186,17 +186,24 @@ def pending_upload(session: Session, *, owner: User, video_id: str) -> PendingUp
 
 def move_uploaded_file(upload: PendingUpload, *, max_bytes: int, storage: Storage) -> int:
     """Move the uploaded file to where originals are kept; its size. The worker judges its
-    content."""
-    incoming = incoming_key_for(upload.video_id)
+    content. A concurrent completion of the same upload (a double click, a client's retry)
+    may have moved it first: then the original it left is the answer."""
+    incoming, original = incoming_key_for(upload.video_id), original_key_for(upload.video_id)
     with _storage_failures(upload.video_id):
         size = storage.size(incoming)
+        if size is None and (moved := storage.size(original)) is not None:
+            return moved
     if size is None:
         raise InvalidInput("El archivo aún no se ha subido: súbelo antes de completar la carga.")
     if size > min(max_bytes, upload.size):
         storage.delete(incoming)
         raise InvalidInput(f"El archivo supera el tamaño declarado ({upload.size} bytes).")
     with _storage_failures(upload.video_id):
-        storage.move(incoming, original_key_for(upload.video_id))
+        try:
+            storage.move(incoming, original)
+        except Exception:
+            if storage.size(original) != size:  # not a concurrent completion's move
+                raise
     return size
 
 
@@ -209,10 +216,16 @@ def record_completed_upload(
     storage: Storage,
     queue: JobQueue,
 ) -> Video:
-    """Turn a moved direct upload into a video and enqueue it."""
+    """Turn a moved direct upload into a video and enqueue it. The grant is claimed first:
+    of concurrent completions one records the video, the others answer the video it
+    recorded (on PostgreSQL their claim waits for the first's commit; SQLite runs them in
+    turn)."""
+    claim = delete(UploadSession).where(UploadSession.video_id == upload.video_id)
+    if session.execute(claim).rowcount == 0:
+        session.rollback()
+        return get_own_video(session, owner=owner, video_id=upload.video_id)
     video = Video(id=upload.video_id, owner_id=owner.id, title=upload.title, original_bytes=size)
     video.original_key = original_key_for(upload.video_id)
-    session.execute(delete(UploadSession).where(UploadSession.video_id == upload.video_id))
     return _record_and_enqueue(session, video, storage=storage, queue=queue)
 
 
