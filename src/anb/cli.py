@@ -63,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
             create_app(),
             host=args.host or settings.host,
             port=args.port or settings.port,
-            proxy_headers=True,
+            proxy_headers=False,  # the app believes ANB_TRUSTED_PROXIES only
             log_level="info",
         )
     finally:

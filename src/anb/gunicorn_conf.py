@@ -15,5 +15,6 @@ worker_class = "uvicorn_worker.UvicornWorker"
 workers = int(os.environ.get("GUNICORN_WORKERS") or os.cpu_count() or 1)
 graceful_timeout = 30  # as long as the load balancer's deregistration delay
 timeout = 120
+forwarded_allow_ips = ""  # the server believes no proxy: the app applies ANB_TRUSTED_PROXIES
 keepalive = 125  # seconds; longer than the load balancer's idle timeout (120 s), so an idle
 # connection is always closed by the balancer first, never by Gunicorn under a new request

@@ -821,6 +821,7 @@ def test_configuration_holds_what_the_boot_requires(template: Template) -> None:
     worker_unit = unit("anb-worker.service")["Service"]
     assert names[prefix + "ANB_DATA_DIR"] == worker_unit["WorkingDirectory"][-1]
     assert names[prefix + "ANB_MAX_ATTEMPTS"] == "3"
+    assert names[prefix + "ANB_TRUSTED_PROXIES"] == {"Ref": "VpcCidr"}
     # instances read the configuration at boot: their groups wait for all of it
     parameters = set(resources(template, "AWS::SSM::Parameter"))
     for group in ("ApiGroup", "WorkerGroup"):
@@ -1235,7 +1236,9 @@ def test_api_unit_runs_gunicorn_with_uvicorn_workers() -> None:
     assert gunicorn_conf.graceful_timeout == 30, "as long as the ALB's deregistration delay"
     assert "anb.api:create_app()" in argv
     assert option("--bind") == f"0.0.0.0:{APP_PORT}"
-    assert option("--forwarded-allow-ips") == "*"
+    # X-Forwarded-For is believed by the app, from ANB_TRUSTED_PROXIES (the VPC) only
+    assert not any(arg.startswith("--forwarded-allow-ips") for arg in argv)
+    assert gunicorn_conf.forwarded_allow_ips == ""
     assert option("--workers") == "${GUNICORN_WORKERS}"
     assert "GUNICORN_WORKERS=2" in service["Environment"], "a default when instance.env is absent"
     assert "-/etc/anb/instance.env" in service["EnvironmentFile"]

@@ -35,6 +35,12 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             expose_headers=["X-Total-Count", "Retry-After"],
             max_age=600,
         )
+    if settings.trusted_proxy_list:  # outermost: every layer sees the client's own address
+        # imported here: Lambda (behind API Gateway, which gives the client's address) ships
+        # no uvicorn
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
 
 
 class SecurityHeaders:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import cached_property, lru_cache
@@ -33,6 +34,7 @@ class Settings(BaseSettings):
     upload_min_short_side: int = Field(1080, ge=1)
     ffmpeg: str | None = None
     cors_origins: str = ""
+    trusted_proxies: str = ""
     login_rate_limit: str = "10/300"
     vote_rate_limit: str = "60/60"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
@@ -69,6 +71,19 @@ class Settings(BaseSettings):
             raise ValueError("must be a directory or an s3://bucket/prefix URL")
         return url
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for item in _listed(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network: list the proxies' addresses or"
+                    " networks (e.g. the VPC's CIDR); '*' would let any client pick its address"
+                ) from None
+        return value
+
     @field_validator("login_rate_limit", "vote_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
@@ -79,7 +94,12 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return _listed(self.cors_origins)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """Addresses and networks whose X-Forwarded-For/-Proto headers are believed."""
+        return _listed(self.trusted_proxies)
 
     @property
     def resolved_database_url(self) -> str:
@@ -121,3 +141,7 @@ def _persistent_secret(path: Path) -> str:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def _listed(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
