@@ -191,3 +191,44 @@ def test_concurrent_signups_with_one_email_create_one_user(live_server: str) -> 
 def test_signup_helper_players_can_sign_in(client: TestClient) -> None:
     other = signup(client, email="second@example.com")
     assert client.get("/api/videos", headers=other.headers).json() == []
+
+
+def _signup_as(client: TestClient, email: str):
+    return client.post("/api/auth/signup", json={**SIGNUP, "email": email})
+
+
+def _login_as(client: TestClient, email: str) -> int:
+    return client.post("/api/auth/login", json={"email": email, "password": PASSWORD}).status_code
+
+
+@pytest.mark.parametrize(
+    ("signed_up_as", "logs_in_as"),
+    [
+        ("ka\u0301te@example.com", "k\u00e1te@example.com"),  # decomposed / composed accent
+        ("k\u00e1te@example.com", "ka\u0301te@example.com"),
+        ("kate@xn--bcher-kva.example", "Kate@B\u00fccher.example"),  # IDNA / Unicode domain
+        ("kate@b\u00fccher.example", "kate@xn--bcher-kva.example"),
+        ("\uff4b\uff41\uff54\uff45@example.com", "KATE@example.com"),  # full-width letters
+    ],
+)
+def test_signup_and_login_share_one_normalisation(
+    client: TestClient, signed_up_as: str, logs_in_as: str
+) -> None:
+    assert _signup_as(client, signed_up_as).status_code == 201
+    assert _login_as(client, signed_up_as) == 200
+    assert _login_as(client, logs_in_as) == 200
+    again = _signup_as(client, logs_in_as)  # the same address, written another way
+    assert again.status_code == 400 and "ya está registrado" in again.json()["detail"]
+
+
+def test_a_local_part_mixing_latin_with_cyrillic_or_greek_is_refused(client: TestClient) -> None:
+    for look_alike in ("p\u0430ypal@example.com", "\u03bfscar@example.com"):  # Cyrillic a, Greek o
+        refused = _signup_as(client, look_alike)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["errors"][0]["field"] == "email"
+        assert "Cyrillic or Greek" in refused.json()["detail"]
+    for one_script in (
+        "\u0438\u0432\u0430\u043d@example.com",
+        "\u5c71\u7530\u305f\u308d\u3046@example.jp",
+    ):
+        assert _signup_as(client, one_script).status_code == 201, one_script

@@ -8,6 +8,7 @@ from anb.core.db import run_db
 from anb.core.deps import CacheDep, SettingsDep
 from anb.core.responses import error_responses
 from anb.users import service
+from anb.users.emails import normalized_email
 from anb.users.schemas import LoginRequest, SignupRequest, SignupResponse, TokenResponse
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -36,7 +37,7 @@ async def login(
 ) -> TokenResponse:
     """Argon2id runs in a pool of its own, with no database connection held meanwhile."""
     client = request.client.host if request.client else "unknown"
-    subject = f"login:{client}:{data.email.strip().lower()}"
+    subject = f"login:{client}:{normalized_email(data.email)}"
 
     def find_candidate(session):
         ratelimit.enforce(

@@ -5,6 +5,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field, StringConstraints
 
 from anb.core.text import NO_NUL
+from anb.users.emails import mixes_confusable_scripts
 
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)
@@ -21,8 +22,17 @@ def _strip(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
+def _not_look_alike(address: str) -> str:
+    if mixes_confusable_scripts(address):
+        raise ValueError(
+            "the part before @ mixes Latin letters with Cyrillic or Greek ones, as addresses"
+            " made to look like another do"
+        )
+    return address
+
+
 Password = Annotated[str, Field(min_length=8, max_length=128), AfterValidator(_not_blank)]
-Email = Annotated[EmailStr, BeforeValidator(_strip)]
+Email = Annotated[EmailStr, BeforeValidator(_strip), AfterValidator(_not_look_alike)]
 
 
 class SignupRequest(BaseModel):

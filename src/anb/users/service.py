@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from anb.core import security
 from anb.core.errors import InvalidInput, Unauthorized
 from anb.core.text import search_key
+from anb.users.emails import normalized_email
 from anb.users.models import User
 from anb.users.schemas import SignupRequest
 
@@ -43,7 +44,7 @@ def signup(session: Session, *, data: SignupRequest, password_hash: str) -> User
     """Record a new player whose password was hashed (`security.hash_password`) beforehand,
     so no connection is held while argon2 runs."""
     check_passwords_match(data)
-    email = data.email.lower()
+    email = normalized_email(data.email)
     if _find_by_email(session, email) is not None:
         raise EmailAlreadyRegistered(email)
     user = User(
@@ -75,7 +76,7 @@ class LoginCandidate:
 
 
 def login_candidate(session: Session, *, email: str) -> LoginCandidate:
-    user = _find_by_email(session, email.strip().lower())
+    user = _find_by_email(session, normalized_email(email))
     if user is None:
         return LoginCandidate(None, security.dummy_password_hash())
     return LoginCandidate(user.id, user.password_hash)
