@@ -3,7 +3,6 @@ ANB_TRUSTED_PROXIES, right-most untrusted entry first (a real server in a subpro
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from anb.core.settings import Settings
-from tests.conftest import PASSWORD, free_port, wait_until_healthy
+from tests.conftest import PASSWORD, anb_serve_command, free_port, served, server_env
 
 LIMIT = 3  # wrong logins per client address and e-mail
 VICTIM, ATTACKER = "198.51.100.9", "203.0.113.7"
@@ -27,26 +26,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def _server(kind: str, tmp_path: Path, trusted: str = "") -> Iterator[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANB_")}
-    env |= {
-        "ANB_DATA_DIR": str(tmp_path / "data"),
-        "ANB_JWT_SECRET": "client-address-" + "x" * 32,
-        "ANB_LOGIN_RATE_LIMIT": f"{LIMIT}/300",
-        "ANB_TRUSTED_PROXIES": trusted,
-    }
+    env = server_env(
+        tmp_path / "data",
+        ANB_JWT_SECRET="client-address-" + "x" * 32,
+        ANB_LOGIN_RATE_LIMIT=f"{LIMIT}/300",
+        ANB_TRUSTED_PROXIES=trusted,
+    )
     port = free_port()
-    command = [sys.executable, "-m", "anb.cli", "serve", "--port", str(port)]
+    command, stop = anb_serve_command(port), signal.SIGINT
     if kind == "gunicorn":
         subprocess.run([sys.executable, "-m", "anb.cli", "migrate"], env=env, check=True)
-        command = _production_api_command(port)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(base_url, process, seconds=60)
-        yield base_url
-    finally:
-        process.send_signal(signal.SIGINT if kind == "embedded" else signal.SIGTERM)
-        process.communicate(timeout=30)
+        command, stop = _production_api_command(port), signal.SIGTERM
+    with served(command, env, port, tmp_path / "server.log", stop=stop) as server:
+        yield server.base_url
 
 
 def _production_api_command(port: int) -> list[str]:

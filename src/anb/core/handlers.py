@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.requests import ClientDisconnect
 
 from anb.core.errors import DomainError
 
@@ -31,6 +32,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # the connection; nothing else in a request talks to a socket without wrapping them.
     app.add_exception_handler(TimeoutError, _database_unavailable)
     app.add_exception_handler(ConnectionError, _database_unavailable)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -72,6 +74,13 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
     log.error("database unavailable: %s", type(exc).__name__)
     headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
     return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status_code=503, headers=headers)
+
+
+async def _client_gone(request: Request, _exc: Exception) -> Response:
+    """The client hung up mid-request (an abandoned upload): one INFO line, since any client
+    can cause it; the answer goes nowhere."""
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -1,0 +1,55 @@
+"""A client that goes away mid-request is an INFO line, not an error with a traceback: any
+anonymous client could otherwise flood the logs and trip log-based alarms."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import anb_serve_command, free_port, served, server_env, signup
+
+ABANDONED = 3
+
+
+def _abandon_upload(port: int, authorization: str) -> None:
+    """Start a 10 MB multipart upload, send its first bytes, and hang up."""
+    boundary = "anbdisconnect"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nCorte\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="video_file"; '
+        'filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
+    ).encode() + b"\0" * 65536
+    request = (
+        "POST /api/videos/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: {authorization}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Content-Length: 10000000\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(request + head)
+        time.sleep(0.3)  # the server is reading the body
+
+
+def test_a_client_gone_mid_upload_is_logged_as_one_info_line(tmp_path: Path) -> None:
+    port = free_port()
+    env = server_env(tmp_path / "data", ANB_JWT_SECRET="disconnects-" + "x" * 32)
+    log = tmp_path / "serve.log"
+    with (
+        served(anb_serve_command(port), env, port, log) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as api,
+    ):
+        player = signup(api)
+        for _ in range(ABANDONED):
+            _abandon_upload(port, player.headers["Authorization"])
+        time.sleep(1)
+        assert api.get("/health").status_code == 200
+    output = server.output
+    assert "Traceback" not in output, output[-3000:]
+    gone = [line for line in output.splitlines() if "client disconnected" in line]
+    assert len(gone) == ABANDONED, output[-3000:]
+    assert all('"level":"INFO"' in line.replace(" ", "") for line in gone), gone
+    assert all(len(line) < 600 for line in gone), gone
+    assert not [path for path in (tmp_path / "data" / "tmp").rglob("*") if path.is_file()]
