@@ -2,15 +2,18 @@
 
 import os
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from anb.cache.memory import MemoryCache
 from anb.core.settings import Settings
 from anb.core.text import search_key
+from tests.conftest import anb_serve_command, free_port, server_env
 
 
 @pytest.mark.parametrize(
@@ -72,5 +75,22 @@ def test_concurrent_starters_agree_on_one_secret(tmp_path: Path) -> None:
 
 
 def test_a_configured_secret_wins(tmp_path: Path) -> None:
-    assert Settings(data_dir=tmp_path, jwt_secret="configured").signing_secret == "configured"
+    configured = "configured-" + "x" * 32
+    assert Settings(data_dir=tmp_path, jwt_secret=configured).signing_secret == configured
     assert not (tmp_path / "jwt-secret").exists()
+
+
+@pytest.mark.parametrize("secret", ["x", "a" * 31, "\u00e9" * 15])
+def test_a_short_jwt_secret_is_refused_at_start(tmp_path: Path, secret: str) -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings(data_dir=tmp_path, jwt_secret=secret)
+
+
+def test_anb_serve_refuses_to_start_with_a_short_secret(tmp_path: Path) -> None:
+    env = server_env(tmp_path / "data", ANB_JWT_SECRET="x")
+    started = subprocess.run(
+        anb_serve_command(free_port()), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 2
+    assert "ANB_JWT_SECRET: Value error, must be at least 32 bytes" in started.stderr
+    assert "Traceback" not in started.stderr

@@ -7,13 +7,30 @@ import logging
 import sys
 from pathlib import Path
 
-from anb.core.settings import get_settings
+from pydantic import ValidationError
+
+from anb.core.settings import Settings, get_settings
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        # a setting refused: say which, without a traceback
+        sys.stderr.write(f"anb: invalid configuration:\n{_settings_errors(exc)}\n")
+        return 2
+
+
+def _settings_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = "ANB_" + "_".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"  {name}: {error['msg']}")
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_SECRET_BYTES = 32  # HS256's key length (RFC 7518, section 3.2)
+
 MIB = 1024 * 1024
 
 
@@ -70,6 +72,16 @@ class Settings(BaseSettings):
         if url and "://" in url and not url.startswith("s3://"):
             raise ValueError("must be a directory or an s3://bucket/prefix URL")
         return url
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, secret: str | None) -> str | None:
+        if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_BYTES} bytes of random text (HS256 tokens and"
+                " file URLs are signed with it); unset, a random one is generated"
+            )
+        return secret
 
     @field_validator("trusted_proxies")
     @classmethod
