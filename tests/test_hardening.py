@@ -30,6 +30,22 @@ def test_login_attempts_are_limited_per_ip_and_email(client: TestClient, configu
         assert other.headers
 
 
+def test_signups_are_limited_per_client_address(client: TestClient, configure) -> None:
+    configure(ANB_SIGNUP_RATE_LIMIT="2/60")
+    with _fresh_client() as limited:
+        for _ in range(2):
+            signup(limited)
+        fields = {"first_name": "Eva", "last_name": "Gil", "city": "Cali", "country": "Colombia"}
+        third = {**fields, "email": "tercera@example.com", "password1": PASSWORD}
+        refused = limited.post("/api/auth/signup", json={**third, "password2": PASSWORD})
+        assert refused.status_code == 429, refused.text
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "Demasiados registros" in refused.json()["detail"]
+    configure(ANB_SIGNUP_RATE_LIMIT="off")
+    with _fresh_client() as unlimited:
+        assert all(signup(unlimited).user_id for _ in range(4))
+
+
 def test_votes_are_limited_per_user(client: TestClient, clips: Clips, configure) -> None:
     configure(ANB_VOTE_RATE_LIMIT="2/60")
     with _fresh_client() as limited:

@@ -65,6 +65,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANB_")}
     env |= {"ANB_DATA_DIR": str(data_dir), "ANB_JWT_SECRET": "overload-" + "x" * 32}
     env |= {"ANB_LOGIN_RATE_LIMIT": "off", "ANB_VOTE_RATE_LIMIT": "off"}
+    env |= {"ANB_SIGNUP_RATE_LIMIT": "off"}  # 150 players sign up from one address
     with _database_for(request.param, data_dir) as database_url:
         env["ANB_DATABASE_URL"] = database_url
         if request.param != "embedded":

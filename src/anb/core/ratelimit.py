@@ -1,4 +1,4 @@
-"""Rate limits on what attackers and scripts abuse: logins and votes."""
+"""Rate limits on what attackers and scripts abuse: sign-ups, logins and votes."""
 
 from __future__ import annotations
 

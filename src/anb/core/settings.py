@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     trusted_proxies: str = ""
     login_rate_limit: str = "10/300"
+    signup_rate_limit: str = "20/3600"
     vote_rate_limit: str = "60/60"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_attempts: int = Field(3, ge=1)
@@ -96,7 +97,7 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("login_rate_limit", "vote_rate_limit")
+    @field_validator("login_rate_limit", "signup_rate_limit", "vote_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
         count, _, seconds = value.partition("/")
