@@ -224,3 +224,22 @@ def test_concurrent_completes_make_one_video_and_keep_its_original(
             "batchItemFailures": []
         }
         assert _status(grant["video_id"]) == VideoStatus.processed
+
+
+def test_s3_urls_and_upload_forms_are_signed_with_sigv4(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
+    from anb.storage.s3 import S3Storage
+
+    if not isinstance(get_storage(), S3Storage):
+        pytest.skip("AWS mode only: the embedded storage signs its own URLs")
+    grant = _start(client, player, clips.landscape)
+    fields = {name.lower(): value for name, value in grant["upload_fields"].items()}
+    assert fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+    assert "awsaccesskeyid" not in fields and "signature" not in fields  # SigV2's fields
+    assert _send(client, grant, clips.landscape).status_code in (200, 201, 204)
+    video_id = grant["video_id"]
+    assert _complete(client, player, video_id).status_code == 202
+    url = client.get(f"/api/videos/{video_id}", headers=player.headers).json()["original_url"]
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "AWSAccessKeyId=" not in url
+    assert httpx.get(url, timeout=30).status_code == 200

@@ -19,5 +19,8 @@ def client(service: str, *, read_timeout: int = READ_TIMEOUT, **options: Any) ->
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=read_timeout,
         retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
+        # S3's presigned URLs and POST policies in SigV4 (botocore may still pick SigV2 in
+        # us-east-1, which AWS deprecated); the other services sign with SigV4 anyway
+        signature_version="s3v4" if service == "s3" else None,
     )
     return boto3.client(service, config=config, **options)
