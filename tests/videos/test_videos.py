@@ -90,6 +90,19 @@ def test_file_urls_support_ranges_for_players(
     assert partial.content == clips.landscape.read_bytes()[:100]
 
 
+def test_file_urls_answer_head_as_players_probe_them(
+    client: TestClient, player: Player, clips: Clips
+) -> None:
+    """Players and download managers ask HEAD first (size, ranges)."""
+    local_only("the API serves these URLs itself")
+    video_id = _upload_id(client, player, clips, "Cabecera")
+    url = client.get(f"/api/videos/{video_id}", headers=player.headers).json()["original_url"]
+    head = client.head(url)
+    assert head.status_code == 200, head.text
+    assert int(head.headers["content-length"]) == clips.landscape.stat().st_size
+    assert head.content == b""
+
+
 def test_tampered_or_expired_file_urls_are_refused(
     client: TestClient, player: Player, clips: Clips
 ) -> None:

@@ -45,7 +45,9 @@ async def direct_upload(request: Request, storage: StorageDep, settings: Setting
     return Response(status_code=204)
 
 
-@router.get("/api/files/{key:path}", responses=error_responses(403, 404))
+@router.api_route(
+    "/api/files/{key:path}", methods=["GET", "HEAD"], responses=error_responses(403, 404)
+)
 def download(
     key: str,
     storage: StorageDep,
