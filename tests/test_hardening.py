@@ -113,6 +113,23 @@ def test_oversized_json_bodies_are_refused(client: TestClient) -> None:
     assert response.json() == {"detail": "El cuerpo de la petición es demasiado grande."}
 
 
+def test_an_oversized_chunked_json_body_is_413_too(client: TestClient) -> None:
+    """No Content-Length to judge by: the body is counted as it streams, and the answer is
+    413 whatever the endpoint made of the cut body."""
+
+    def chunks():
+        yield b'{"email": "a@example.com", "password": "'
+        for _ in range(20):
+            yield b"x" * 8192
+        yield b'"}'
+
+    response = client.post(
+        "/api/auth/login", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413, response.text
+    assert response.json() == {"detail": "El cuerpo de la petición es demasiado grande."}
+
+
 def test_errors_never_leak_internals(client: TestClient, configure) -> None:
     configure(ANB_DATABASE_URL="postgresql+pg8000://nobody@127.0.0.1:1/down")
     with _fresh_client() as broken:

@@ -88,18 +88,24 @@ class BodySizeLimit:
             await _refuse(send)
             return
         received = 0
-        started = False
+        started = exceeded = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
+                exceeded = True
                 raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if exceeded:  # the app answered the cut body (FastAPI: 400); the answer is 413
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _refuse(send)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
