@@ -94,3 +94,15 @@ def test_anb_serve_refuses_to_start_with_a_short_secret(tmp_path: Path) -> None:
     assert started.returncode == 2
     assert "ANB_JWT_SECRET: Value error, must be at least 32 bytes" in started.stderr
     assert "Traceback" not in started.stderr
+
+
+def test_the_public_base_url_is_an_http_url_kept_with_one_slash() -> None:
+    assert Settings(public_base_url="https://anb.example.com").public_base_url == (
+        "https://anb.example.com/"
+    )
+    assert Settings(public_base_url="http://10.0.0.5:8000/anb/").public_base_url == (
+        "http://10.0.0.5:8000/anb/"
+    )
+    for wrong in ("anb.example.com", "ftp://anb.example.com", "https://a.example.com/?x=1"):
+        with pytest.raises(ValidationError, match="http"):
+            Settings(public_base_url=wrong)

@@ -103,6 +103,26 @@ def test_file_urls_answer_head_as_players_probe_them(
     assert head.content == b""
 
 
+def test_file_urls_use_the_public_base_url_not_the_host_header(
+    client: TestClient, player: Player, clips: Clips, configure
+) -> None:
+    """A client-written Host header must not end up in the links the API hands out (a
+    poisoned cached page would send every visitor elsewhere)."""
+    local_only("the API's own file URLs carry its base URL")
+    forged = {"Host": "attacker.example", **player.headers}
+    video_id = _upload_id(client, player, clips, "Anfitrion")
+    url = client.get(f"/api/videos/{video_id}", headers=forged).json()["original_url"]
+    assert url.startswith("http://attacker.example/api/files/")  # unset: the request's host
+
+    configure(ANB_PUBLIC_BASE_URL="https://anb.example.com")
+    url = client.get(f"/api/videos/{video_id}", headers=forged).json()["original_url"]
+    assert url.startswith("https://anb.example.com/api/files/"), url
+    grant = client.post(
+        "/api/videos/uploads", headers=forged, json={"title": "Directo", "size": 1000}
+    ).json()
+    assert grant["upload_url"].startswith("https://anb.example.com/api/"), grant
+
+
 def test_tampered_or_expired_file_urls_are_refused(
     client: TestClient, player: Player, clips: Clips
 ) -> None:

@@ -87,8 +87,9 @@ OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
 async def file_url_builder(
     request: Request, storage: StorageDep, settings: SettingsDep
 ) -> Callable:
-    """Turns a storage key into an absolute, expiring download URL for this request's host."""
-    base_url = str(request.base_url)
+    """Turns a storage key into an absolute, expiring download URL (local files: on the
+    API's public base URL)."""
+    base_url = settings.base_url_for(str(request.base_url))
 
     def url_for(key: str | None) -> str | None:
         if key is None:

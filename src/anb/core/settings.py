@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     ffmpeg: str | None = None
     cors_origins: str = ""
     trusted_proxies: str = ""
+    public_base_url: str = ""
     login_rate_limit: str = "10/300"
     signup_rate_limit: str = "20/3600"
     vote_rate_limit: str = "60/60"
@@ -84,6 +86,13 @@ class Settings(BaseSettings):
             )
         return secret
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, url: str) -> str:
+        if url and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", url):
+            raise ValueError("must be an http(s) URL such as https://anb.example.com")
+        return url.rstrip("/") + "/" if url else url
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxy_networks(cls, value: str) -> str:
@@ -108,6 +117,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return _listed(self.cors_origins)
+
+    def base_url_for(self, request_base_url: str) -> str:
+        """Where clients reach the API: ANB_PUBLIC_BASE_URL, or else the request's own
+        scheme and Host (which a client can write)."""
+        return self.public_base_url or request_base_url
 
     @property
     def trusted_proxy_list(self) -> list[str]:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from anb.cache import get_cache
+from anb.core.settings import get_settings
 from anb.public import service
 
 FILTER_MAX_CHARS = 100
@@ -65,7 +66,7 @@ def _at_hand(scope: Scope) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
     if scope["path"] == RANKINGS_PATH:
         page = service.peek_rankings_page(cache, scope=page_scope, limit=limit, offset=offset)
         return None if page is None else (page.encode(), [])
-    base_url = str(Request(scope).base_url)
+    base_url = get_settings().base_url_for(str(Request(scope).base_url))
     found = service.peek_public_videos_page(
         cache, scope=page_scope, limit=limit, offset=offset, base_url=base_url
     )

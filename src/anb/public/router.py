@@ -75,7 +75,7 @@ async def list_public_videos(
             offset=offset,
             url_for=urls,
             url_ttl_seconds=settings.url_ttl_seconds,
-            base_url=str(request.base_url),
+            base_url=settings.base_url_for(str(request.base_url)),
         )
         if caller is not None:
             video_ids = service.page_video_ids(page)

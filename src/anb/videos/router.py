@@ -117,7 +117,7 @@ async def start_direct_upload(
     file as `file` (multipart/form-data), before `expires_in` seconds pass. Then call
     `/api/videos/{video_id}/complete`. The file is judged by the worker, with the same
     rules as `/api/videos/upload`; a broken file ends the video `failed` with an `error`."""
-    base_url = str(request.base_url)
+    base_url = settings.base_url_for(str(request.base_url))
     granted = await run_db(
         lambda session: service.start_direct_upload(
             session,
