@@ -1,4 +1,5 @@
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,13 @@ def test_probe_output_parsing_handles_other_stream_orders() -> None:
         parse_probe_output(stderr + done, 1)
     with pytest.raises(UnacceptableVideo, match="incompleto"):
         parse_probe_output(stderr + done.replace("1365", "0"), 0)
+
+
+def test_pictures_too_large_or_too_fast_are_refused(clips: Clips) -> None:
+    """What bounds the worker's memory (the picture) and work (frames per second)."""
+    facts = check_upload(clips.landscape, RULES)
+    with pytest.raises(UnacceptableVideo, match="el lado mayor puede medir a lo sumo 1919 px"):
+        check_upload(clips.landscape, replace(RULES, max_long_side=1919))
+    with pytest.raises(UnacceptableVideo, match="cuadros por segundo; se admiten a lo sumo"):
+        check_upload(clips.landscape, replace(RULES, max_fps=facts.fps - 1))
+    assert check_upload(clips.landscape, replace(RULES, max_long_side=1920, max_fps=facts.fps))

@@ -165,6 +165,16 @@ def test_a_file_over_the_size_limit_is_400(
     _assert_no_leftovers(client)
 
 
+def test_a_picture_over_the_configured_size_is_400_saying_so(
+    client: TestClient, player: Player, clips: Clips, configure
+) -> None:
+    configure(ANB_UPLOAD_MAX_LONG_SIDE="1280")
+    response = upload(client, player, clips.landscape)
+    assert response.status_code == 400
+    assert "el lado mayor puede medir a lo sumo 1280 px" in response.json()["detail"]
+    _assert_no_leftovers(client)
+
+
 class CountingBody:
     """An ASGI `receive` that serves a multipart upload of `total` bytes chunk by chunk and
     counts how many chunks the application pulled."""

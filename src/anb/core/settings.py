@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     upload_min_seconds: float = Field(20, ge=0)
     upload_max_seconds: float = Field(60, gt=0)
     upload_min_short_side: int = Field(1080, ge=1)
+    upload_max_long_side: int = Field(4096, ge=1)
+    upload_max_fps: float = Field(240.0, gt=0)
     ffmpeg: str | None = None
     cors_origins: str = ""
     trusted_proxies: str = ""

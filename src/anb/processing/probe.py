@@ -57,6 +57,8 @@ class UploadRules:
     min_seconds: float
     max_seconds: float
     min_short_side: int
+    max_long_side: int = 4096  # bounds the worker's memory per frame (8192x8192: ~1 GB)
+    max_fps: float = 240.0  # bounds the frames it decodes per second of video
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadRules:
@@ -64,6 +66,8 @@ class UploadRules:
             min_seconds=settings.upload_min_seconds,
             max_seconds=settings.upload_max_seconds,
             min_short_side=settings.upload_min_short_side,
+            max_long_side=settings.upload_max_long_side,
+            max_fps=settings.upload_max_fps,
         )
 
 
@@ -203,4 +207,14 @@ def _check_rules(info: MediaInfo, rules: UploadRules) -> None:
         raise UnacceptableVideo(
             f"la resolución es {info.width}x{info.height}; se requiere {rules.min_short_side}p "
             f"o más (el lado menor debe medir al menos {rules.min_short_side} px)."
+        )
+    if max(info.width, info.height) > rules.max_long_side:
+        raise UnacceptableVideo(
+            f"la resolución es {info.width}x{info.height}; el lado mayor puede medir a lo sumo "
+            f"{rules.max_long_side} px."
+        )
+    if info.fps > rules.max_fps:
+        raise UnacceptableVideo(
+            f"el video tiene {info.fps:.4g} cuadros por segundo; se admiten a lo sumo "
+            f"{rules.max_fps:g}."
         )
