@@ -1,5 +1,7 @@
-"""A client that goes away mid-request is an INFO line, not an error with a traceback: any
-anonymous client could otherwise flood the logs and trip log-based alarms."""
+"""Connections at their edges, against `anb serve` in a subprocess: a client that goes away
+mid-request is an INFO line, not an error with a traceback (any anonymous client could
+otherwise flood the logs and trip log-based alarms); an answer given before the request's
+body was read closes the connection."""
 
 from __future__ import annotations
 
@@ -53,3 +55,46 @@ def test_a_client_gone_mid_upload_is_logged_as_one_info_line(tmp_path: Path) -> 
     assert all('"level":"INFO"' in line.replace(" ", "") for line in gone), gone
     assert all(len(line) < 600 for line in gone), gone
     assert not [path for path in (tmp_path / "data" / "tmp").rglob("*") if path.is_file()]
+
+
+def _upload_head(authorization: str | None) -> bytes:
+    """The start of a declared 10 MB upload: its headers and 64 KiB of body."""
+    auth = f"Authorization: {authorization}\r\n" if authorization else ""
+    return (
+        "POST /api/videos/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
+        + "Content-Type: multipart/form-data; boundary=anb\r\nContent-Length: 10000000\r\n\r\n"
+    ).encode() + b"\0" * 65536  # fmt: skip
+
+
+def _read_until_closed(connection: socket.socket) -> bytes:
+    received = b""
+    while chunk := connection.recv(65536):  # a timeout here: the server kept it open
+        received += chunk
+    return received
+
+
+def test_an_answer_before_the_body_is_read_closes_the_connection(tmp_path: Path) -> None:
+    port = free_port()
+    env = server_env(tmp_path / "data", ANB_JWT_SECRET="early-answers-" + "x" * 32)
+    with served(anb_serve_command(port), env, port, tmp_path / "serve.log"):
+        for authorization in (None, "Bearer not-a-token"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+                connection.sendall(_upload_head(authorization))
+                answer = _read_until_closed(connection)
+            head = answer.split(b"\r\n\r\n", 1)[0].lower()
+            assert head.startswith(b"http/1.1 401"), answer[:200]
+            assert b"\r\nconnection: close" in head, head
+
+        login = b'{"email": "nadie@example.com", "password": "incorrecta"}'
+        request = (
+            b"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        ) % (len(login), login)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            for _ in range(2):  # a body read to its end keeps the connection for the next
+                connection.sendall(request)
+                answer = connection.recv(65536)
+                assert (
+                    answer.startswith(b"HTTP/1.1 401")
+                    and b"connection: close" not in answer.lower()
+                )

@@ -25,6 +25,7 @@ TOO_LARGE = "El cuerpo de la petición es demasiado grande."
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CloseWhenBodyUnread)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origin_list:
         app.add_middleware(
@@ -41,6 +42,42 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
+
+
+class CloseWhenBodyUnread:
+    """An answer sent before the request's body was read to its end (401 before an upload,
+    413 for a declared size) closes the connection: the unread bytes cannot be taken for
+    the next request, and clients that wait for the server to end the exchange (Node.js's,
+    newman's) are not left hanging."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        body_read = False
+
+        async def tracking_receive() -> Message:
+            nonlocal body_read
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read = True
+            return message
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not body_read:
+                MutableHeaders(scope=message)["connection"] = "close"
+            await send(message)
+
+        await self.app(scope, tracking_receive, closing_send)
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length", b"0")
+    return (length.isdigit() and int(length) > 0) or b"transfer-encoding" in headers
 
 
 class SecurityHeaders:
