@@ -83,8 +83,7 @@ def test_one_video_with_working_signed_urls(
 def test_file_urls_support_ranges_for_players(
     client: TestClient, player: Player, clips: Clips
 ) -> None:
-    video_id = _upload_id(client, player, clips, "Rango")
-    url = client.get(f"/api/videos/{video_id}", headers=player.headers).json()["original_url"]
+    url = _uploaded_original_url(client, player, clips, "Rango")
     partial = download(client, url, headers={"Range": "bytes=0-99"})
     assert partial.status_code == 206
     assert partial.content == clips.landscape.read_bytes()[:100]
@@ -95,8 +94,7 @@ def test_file_urls_answer_head_as_players_probe_them(
 ) -> None:
     """Players and download managers ask HEAD first (size, ranges)."""
     local_only("the API serves these URLs itself")
-    video_id = _upload_id(client, player, clips, "Cabecera")
-    url = client.get(f"/api/videos/{video_id}", headers=player.headers).json()["original_url"]
+    url = _uploaded_original_url(client, player, clips, "Cabecera")
     head = client.head(url)
     assert head.status_code == 200, head.text
     assert int(head.headers["content-length"]) == clips.landscape.stat().st_size
@@ -111,11 +109,11 @@ def test_file_urls_use_the_public_base_url_not_the_host_header(
     local_only("the API's own file URLs carry its base URL")
     forged = {"Host": "attacker.example", **player.headers}
     video_id = _upload_id(client, player, clips, "Anfitrion")
-    url = client.get(f"/api/videos/{video_id}", headers=forged).json()["original_url"]
+    url = _original_url(client, forged, video_id)
     assert url.startswith("http://attacker.example/api/files/")  # unset: the request's host
 
     configure(ANB_PUBLIC_BASE_URL="https://anb.example.com")
-    url = client.get(f"/api/videos/{video_id}", headers=forged).json()["original_url"]
+    url = _original_url(client, forged, video_id)
     assert url.startswith("https://anb.example.com/api/files/"), url
     grant = client.post(
         "/api/videos/uploads", headers=forged, json={"title": "Directo", "size": 1000}
@@ -128,7 +126,7 @@ def test_tampered_or_expired_file_urls_are_refused(
 ) -> None:
     local_only("S3 checks its own presigned URLs")
     video_id = _upload_id(client, player, clips, "Firma")
-    url = client.get(f"/api/videos/{video_id}", headers=player.headers).json()["original_url"]
+    url = _original_url(client, player.headers, video_id)
     query = parse_qs(urlsplit(url).query)
     path = urlsplit(url).path
     expires, signature = query["expires"][0], query["signature"][0]
@@ -167,7 +165,7 @@ def test_deleting_removes_record_files_and_urls(
     client: TestClient, player: Player, clips: Clips
 ) -> None:
     video_id = _upload_id(client, player, clips, "Borrar")
-    url = client.get(f"/api/videos/{video_id}", headers=player.headers).json()["original_url"]
+    url = _original_url(client, player.headers, video_id)
     response = client.delete(f"/api/videos/{video_id}", headers=player.headers)
     assert response.status_code == 200
     assert response.json() == {
@@ -209,3 +207,11 @@ def test_only_the_owner_deletes(client: TestClient, player: Player, clips: Clips
     assert client.delete(f"/api/videos/{video_id}", headers=intruder.headers).status_code == 403
     assert client.delete(f"/api/videos/{video_id}").status_code == 401
     assert client.get(f"/api/videos/{video_id}", headers=player.headers).status_code == 200
+
+
+def _original_url(client: TestClient, headers: dict[str, str], video_id: str) -> str:
+    return client.get(f"/api/videos/{video_id}", headers=headers).json()["original_url"]
+
+
+def _uploaded_original_url(client: TestClient, player: Player, clips: Clips, title: str) -> str:
+    return _original_url(client, player.headers, _upload_id(client, player, clips, title))
