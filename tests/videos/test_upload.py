@@ -7,10 +7,11 @@ from fastapi.testclient import TestClient
 
 from anb.api import create_app
 from anb.core.db import session_scope
+from anb.core.settings import get_settings
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
 from tests.clips import Clips
-from tests.conftest import Player, pending_jobs, upload
+from tests.conftest import Player, local_only, pending_jobs, upload
 
 
 def test_a_1080p_21s_mp4_is_accepted_stored_and_enqueued(
@@ -179,12 +180,23 @@ class CountingBody:
     """An ASGI `receive` that serves a multipart upload of `total` bytes chunk by chunk and
     counts how many chunks the application pulled."""
 
-    def __init__(self, headers: dict[str, str], total: int, chunk: int = 64 * 1024) -> None:
+    def __init__(
+        self,
+        headers: dict[str, str],
+        total: int,
+        chunk: int = 64 * 1024,
+        *,
+        fields: dict[str, str] | None = None,
+        file_field: str = "video_file",
+    ) -> None:
         self.boundary = "anbboundary"
+        text_parts = "".join(
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in (fields if fields is not None else {"title": "Grande"}).items()
+        )
         self.head = (
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nGrande\r\n'
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="video_file"; '
-            'filename="big.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
+            f"{text_parts}--{self.boundary}\r\nContent-Disposition: form-data; "
+            f'name="{file_field}"; filename="big.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
         ).encode()
         self.total, self.chunk, self.pulled = total, chunk, 0
         self.headers = headers
@@ -197,16 +209,18 @@ class CountingBody:
         return {"type": "http.request", "body": b"\0" * self.chunk, "more_body": sent < self.total}
 
 
-async def _call(app, body: CountingBody, declared_length: int | None) -> tuple[int, dict]:
+async def _call(
+    app, body: CountingBody, declared_length: int | None, path: str = "/api/videos/upload"
+) -> tuple[int, dict]:
     headers = [
         (b"content-type", f"multipart/form-data; boundary={body.boundary}".encode()),
-        (b"authorization", body.headers["Authorization"].encode()),
+        *[(name.lower().encode(), value.encode()) for name, value in body.headers.items()],
     ]
     if declared_length is not None:
         headers.append((b"content-length", str(declared_length).encode()))
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/api/videos/upload", "raw_path": b"/api/videos/upload",
+        "scheme": "http", "path": path, "raw_path": path.encode(),
         "query_string": b"", "root_path": "", "headers": headers,
         "client": ("127.0.0.1", 1), "server": ("testserver", 80),
     }  # fmt: skip
@@ -234,3 +248,59 @@ async def test_reading_stops_once_the_limit_is_passed(
     assert "supera el tamaño máximo de 1 MB" in payload["detail"]
     expected_pulls = 1 if declare_length else limit // body.chunk + 2
     assert body.pulled <= expected_pulls  # 500 MB offered; at most the limit was read
+
+
+@pytest.mark.anyio
+async def test_a_forged_direct_upload_form_is_refused_before_its_file_is_stored(
+    configure,
+) -> None:
+    """The embedded upload target judges the signed fields before the file's first byte:
+    a forged 60 MB upload costs its first chunk, and nothing lands in the data dir."""
+    local_only("the embedded storage's own upload target")
+    forged = {"key": "incoming/x.mp4", "expires": "9999999999", "max_bytes": "99999999"}
+    body = CountingBody(
+        {}, total=60 * 1024 * 1024, fields={**forged, "signature": "0" * 64}, file_field="file"
+    )
+    status, payload = await _call(create_app(), body, None, path="/api/uploads")
+    assert status == 403, payload
+    assert "no es válido" in payload["detail"]
+    assert body.pulled == 1  # the fields and the file part's headers; not one file chunk
+    assert not [path for path in get_settings().data_dir.rglob("*.part")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        ({f"f{n}": "x" for n in range(40)}, "tiene más de 16 partes"),
+        ({f"f{n}": "x" * 4000 for n in range(6)}, "sus campos de texto superan 16384 bytes"),
+    ],
+)
+async def test_many_or_long_text_fields_are_refused_as_they_arrive(
+    configure, player: Player, fields: dict[str, str], detail: str
+) -> None:
+    body = CountingBody(player.headers, total=1024 * 1024, fields=fields)
+    status, payload = await _call(create_app(), body, None)
+    assert status == 400, payload
+    assert detail in payload["detail"]
+    assert body.pulled == 1  # refused within the first chunk
+
+
+@pytest.mark.anyio
+async def test_bytes_after_the_closing_boundary_are_not_read(
+    configure, player: Player, clips: Clips
+) -> None:
+    """Reading stops at the form's end: a client cannot keep the server reading junk."""
+    body = CountingBody(player.headers, total=0)
+    whole = body.head + clips.landscape.read_bytes() + f"\r\n--{body.boundary}--\r\n".encode()
+
+    async def receive() -> dict:
+        body.pulled += 1
+        if body.pulled == 1:
+            return {"type": "http.request", "body": whole, "more_body": True}
+        return {"type": "http.request", "body": b"\0" * 65536, "more_body": body.pulled < 2000}
+
+    body.receive = receive  # type: ignore[method-assign]
+    status, payload = await _call(create_app(), body, None)
+    assert status == 201, payload
+    assert body.pulled <= 2  # 125 MB of epilogue offered

@@ -2,14 +2,17 @@
 
 File parts go straight to temporary files chunk by chunk, so memory stays flat whatever the
 upload's size, and reading stops as soon as a limit is passed: the rest of the body is never
-read. Text parts are kept in memory, each capped at a few KiB.
+read. Text parts are kept in memory, each capped at a few KiB and all of them together at
+a few more; the number of parts and the whole body are capped too, whether the body
+declares its length or is chunked. A form whose file may be written only if its fields say
+so (a signed upload form) has them checked before its first file byte is stored.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,6 +28,8 @@ from anb.core.settings import Settings
 from anb.core.text import megabytes
 
 TEXT_PART_MAX_BYTES = 4096
+TEXT_FIELDS_MAX_BYTES = 16 * 1024
+MAX_PARTS = 16
 IGNORED_PARTS_MAX_BYTES = 1024 * 1024
 FORM_OVERHEAD_BYTES = 64 * 1024
 """What a body may carry beyond its file: boundaries, part headers and text fields."""
@@ -65,16 +70,26 @@ class _Part:
     size: int = 0
 
 
+FieldsCheck = Callable[[dict[str, str]], int]
+"""Judges the text fields read before the file (raising to refuse the form); returns the
+most bytes the file may have."""
+
+
 class _FormBuilder:
     """Collects parser callbacks into a `StreamedForm`, enforcing the limits as data arrives."""
 
-    def __init__(self, file_field: str, max_file_bytes: int, tmp_dir: Path) -> None:
+    def __init__(
+        self, file_field: str, max_file_bytes: int, tmp_dir: Path, check: FieldsCheck | None
+    ) -> None:
         self.form = StreamedForm()
         self.file_field = file_field
         self.max_file_bytes = max_file_bytes
         self.tmp_dir = tmp_dir
+        self.check = check
         self.part = _Part()
+        self.parts = 0
         self.ignored_bytes = 0
+        self.text_bytes = 0
         self.finished = False
 
     def callbacks(self) -> dict:
@@ -94,6 +109,9 @@ class _FormBuilder:
         }
 
     def _begin_part(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise MalformedForm(f"tiene más de {MAX_PARTS} partes")
         self.part = _Part()
 
     def _end_header(self) -> None:
@@ -107,6 +125,8 @@ class _FormBuilder:
         self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
         self.part.is_file = b"filename" in options
         if self.part.name == self.file_field and self.file_field not in self.form.files:
+            if self.check is not None:  # before a byte of the file is stored
+                self.max_file_bytes = min(self.max_file_bytes, self.check(dict(self.form.fields)))
             self.part.sink = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in _end_part
                 dir=self.tmp_dir, prefix="upload-", suffix=".part", delete=False
             )
@@ -122,8 +142,11 @@ class _FormBuilder:
         elif self.part.name == self.file_field or self.part.is_file:
             self._ignore(size)
         else:
+            self.text_bytes += size
             if self.part.size > TEXT_PART_MAX_BYTES:
                 raise InvalidInput(f"{self.part.name}: el campo es demasiado largo.")
+            if self.text_bytes > TEXT_FIELDS_MAX_BYTES:
+                raise MalformedForm(f"sus campos de texto superan {TEXT_FIELDS_MAX_BYTES} bytes")
             self.part.text.extend(data[start:end])
 
     def _ignore(self, size: int) -> None:
@@ -154,6 +177,7 @@ async def read_multipart(
     file_field: str,
     max_file_bytes: int,
     tmp_dir: Path,
+    check: FieldsCheck | None = None,
 ) -> StreamedForm:
     """Stream a multipart body into a `StreamedForm` (at most one file: `file_field`);
     the caller must `discard()` it."""
@@ -162,12 +186,19 @@ async def read_multipart(
     if declared > max_file_bytes + FORM_OVERHEAD_BYTES:  # refuse before reading a byte
         raise FileTooLarge(file_field, max_file_bytes)
     os.makedirs(tmp_dir, exist_ok=True)
-    builder = _FormBuilder(file_field, max_file_bytes, tmp_dir)
+    builder = _FormBuilder(file_field, max_file_bytes, tmp_dir, check)
     parser = MultipartParser(boundary, builder.callbacks())
+    most_bytes = max_file_bytes + FORM_OVERHEAD_BYTES + IGNORED_PARTS_MAX_BYTES
+    received = 0
     try:
         async for chunk in body:
+            received += len(chunk)
+            if received > most_bytes:  # a chunked body, or one longer than it declared
+                raise MalformedForm("el cuerpo supera el tamaño permitido")
             if chunk:
                 await run_in_threadpool(parser.write, chunk)
+            if builder.finished:  # what follows the closing boundary is not read
+                break
         parser.finalize()
         if not builder.finished:
             raise MalformedForm("el cuerpo termina antes de tiempo")
@@ -189,7 +220,7 @@ def _boundary(content_type: str) -> bytes:
 
 
 async def read_request_form(
-    request: Request, *, file_field: str, settings: Settings
+    request: Request, *, file_field: str, settings: Settings, check: FieldsCheck | None = None
 ) -> StreamedForm:
     """`read_multipart` on a request's body, with the configured size limit and scratch dir."""
     return await read_multipart(
@@ -199,4 +230,5 @@ async def read_request_form(
         file_field=file_field,
         max_file_bytes=settings.upload_max_bytes,
         tmp_dir=settings.tmp_dir,
+        check=check,
     )

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from anb.core.deps import SettingsDep, StorageDep
 from anb.core.errors import Forbidden, InvalidInput, NotFound
-from anb.core.multipart import FileTooLarge, read_request_form
+from anb.core.multipart import read_request_form
 from anb.core.responses import error_responses
 from anb.core.security import signature_matches
 from anb.storage.local import LocalStorage, signed_url_is_valid, upload_policy
@@ -26,23 +26,31 @@ class FileNotFound(NotFound):
 
 @router.post("/api/uploads", status_code=204, responses=error_responses(400, 403))
 async def direct_upload(request: Request, storage: StorageDep, settings: SettingsDep) -> Response:
-    """The embedded counterpart of an S3 presigned POST: signed form fields, then `file`."""
-    form = await read_request_form(request, file_field="file", settings=settings)
+    """The embedded counterpart of an S3 presigned POST: signed form fields, then `file`.
+    The fields are judged before any byte of the file is stored (a forged form costs
+    nothing but its first part)."""
+    form = await read_request_form(
+        request, file_field="file", settings=settings, check=_signed_form_limit
+    )
     try:
-        fields = form.fields
-        if not (fields.get("expires", "").isdigit() and fields.get("max_bytes", "").isdigit()):
-            raise Forbidden("El formulario de carga no es válido.")
-        policy_ok = signature_matches(upload_policy(fields), fields.get("signature", ""))
-        if not policy_ok or int(fields["expires"]) < time.time():
-            raise Forbidden("El formulario de carga no es válido o ha expirado.")
         if "file" not in form.files:
+            _signed_form_limit(form.fields)
             raise InvalidInput("file: campo requerido.")
-        if form.files["file"].stat().st_size > int(fields["max_bytes"]):
-            raise FileTooLarge("file", int(fields["max_bytes"]))
-        await run_in_threadpool(storage.put_file, form.files["file"], fields["key"])
+        await run_in_threadpool(storage.put_file, form.files["file"], form.fields["key"])
     finally:
         form.discard()
     return Response(status_code=204)
+
+
+def _signed_form_limit(fields: dict[str, str]) -> int:
+    """The file's most bytes, if the form's signature holds and it has not expired;
+    `Forbidden` otherwise."""
+    if not (fields.get("expires", "").isdigit() and fields.get("max_bytes", "").isdigit()):
+        raise Forbidden("El formulario de carga no es válido.")
+    policy_ok = signature_matches(upload_policy(fields), fields.get("signature", ""))
+    if not policy_ok or int(fields["expires"]) < time.time():
+        raise Forbidden("El formulario de carga no es válido o ha expirado.")
+    return int(fields["max_bytes"])
 
 
 @router.api_route(
