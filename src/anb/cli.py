@@ -64,9 +64,12 @@ def _serve(args: argparse.Namespace) -> int:
     from anb.queue import get_queue
     from anb.queue.local import LocalQueue
     from anb.worker.embedded import EmbeddedWorker
+    from anb.worker.sweep import Sweeper
 
     settings = get_settings()
     upgrade_to_head()
+    sweeper = Sweeper(settings)
+    sweeper.start()
     queue = get_queue()
     worker = None
     if isinstance(queue, LocalQueue):  # only an in-process queue is consumed in-process
@@ -84,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_level="info",
         )
     finally:
+        sweeper.stop()
         if worker is not None:
             worker.stop()
     return 0

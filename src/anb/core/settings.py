@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     upload_min_short_side: int = Field(1080, ge=1)
     upload_max_long_side: int = Field(4096, ge=1)
     upload_max_fps: float = Field(240.0, gt=0)
+    max_open_uploads: int = Field(5, ge=1)
     ffmpeg: str | None = None
     cors_origins: str = ""
     trusted_proxies: str = ""

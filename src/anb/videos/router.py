@@ -103,7 +103,7 @@ async def _deleted_on_failure(storage: Storage, key: str) -> AsyncIterator[None]
     "/uploads",
     status_code=status.HTTP_201_CREATED,
     response_model=DirectUploadStarted,
-    responses=error_responses(400, 401, 503),
+    responses=error_responses(400, 401, 429, 503),
     summary="Start a direct upload to storage (for large files and API Gateway)",
 )
 async def start_direct_upload(
@@ -128,6 +128,7 @@ async def start_direct_upload(
             expires_in=settings.url_ttl_seconds,
             base_url=base_url,
             storage=storage,
+            most_open=settings.max_open_uploads,
         )
     )
     return DirectUploadStarted(**vars(granted))

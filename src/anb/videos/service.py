@@ -18,6 +18,7 @@ from anb.core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    TooManyRequests,
     Unavailable,
 )
 from anb.core.text import megabytes
@@ -149,11 +150,14 @@ def start_direct_upload(
     expires_in: int,
     base_url: str,
     storage: Storage,
+    most_open: int,
 ) -> DirectUpload:
-    """Grant a direct upload to storage (an S3 presigned POST, or the API's signed form)."""
+    """Grant a direct upload to storage (an S3 presigned POST, or the API's signed form);
+    a player may hold `most_open` grants whose forms have not expired."""
     if size > max_bytes:
         raise InvalidInput(f"size: el archivo supera el tamaño máximo de {megabytes(max_bytes)}.")
     _forget_abandoned_uploads(session, owner=owner, storage=storage)
+    _check_open_uploads(session, owner=owner, expires_in=expires_in, most=most_open)
     upload = UploadSession(video_id=new_id(), owner_id=owner.id, title=title, size=size)
     url, fields = storage.upload_form(
         incoming_key_for(upload.video_id),
@@ -232,17 +236,50 @@ def record_completed_upload(
 ABANDONED_AFTER = timedelta(days=2)
 
 
-def _forget_abandoned_uploads(session: Session, *, owner: User, storage: Storage) -> None:
-    """Drop the player's direct uploads granted long ago and never completed."""
-    cutoff = utcnow() - ABANDONED_AFTER
-    stale = session.scalars(
-        select(UploadSession).where(
-            UploadSession.owner_id == owner.id, UploadSession.created_at < cutoff
+class TooManyOpenUploads(TooManyRequests):
+    def __init__(self, most: int, retry_after: int) -> None:
+        super().__init__(
+            f"Tienes {most} cargas directas abiertas: complétalas, o espera {retry_after} s a "
+            "que caduque la más antigua.",
+            retry_after=retry_after,
         )
+
+
+def _check_open_uploads(session: Session, *, owner: User, expires_in: int, most: int) -> None:
+    """Refuse a grant past `most` whose upload forms are still usable (each may bring a
+    file of up to the size limit)."""
+    usable_since = utcnow() - timedelta(seconds=expires_in)
+    open_grants = session.scalars(
+        select(UploadSession.created_at)
+        .where(UploadSession.owner_id == owner.id, UploadSession.created_at > usable_since)
+        .order_by(UploadSession.created_at)
     ).all()
+    if len(open_grants) >= most:
+        oldest_expires = open_grants[-most] + timedelta(seconds=expires_in)
+        raise TooManyOpenUploads(most, max(1, int((oldest_expires - utcnow()).total_seconds())))
+
+
+def sweep_abandoned_uploads(session: Session, *, storage: Storage) -> int:
+    """Forget every player's abandoned direct uploads and their files; how many. (S3
+    buckets also expire the files by a lifecycle rule; the embedded storage has only this.)"""
+    forgotten = _forget_abandoned_uploads(session, storage=storage)
+    session.commit()
+    return forgotten
+
+
+def _forget_abandoned_uploads(
+    session: Session, *, storage: Storage, owner: User | None = None
+) -> int:
+    """Drop the direct uploads (of `owner`, or everyone's) granted over ABANDONED_AFTER ago
+    and never completed, with their files; how many."""
+    query = select(UploadSession).where(UploadSession.created_at < utcnow() - ABANDONED_AFTER)
+    if owner is not None:
+        query = query.where(UploadSession.owner_id == owner.id)
+    stale = session.scalars(query).all()
     for upload in stale:
         storage.delete(incoming_key_for(upload.video_id))
         session.delete(upload)
+    return len(stale)
 
 
 def list_videos(session: Session, *, owner_id: str) -> list[Video]:
