@@ -14,7 +14,7 @@ from threading import Lock
 from typing import TypeVar
 
 from sqlalchemy import DateTime, Engine, create_engine, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
@@ -92,9 +92,18 @@ def build_engine(
     if ca_file is not None:
         connect_args["ssl_context"] = ssl.create_default_context(cafile=str(ca_file))
     engine = create_engine(url, connect_args=connect_args, **pool)
+    event.listen(engine, "handle_error", _socket_errors_are_disconnects)
     if pooled:
         _ping_connections_left_idle(engine)
     return engine
+
+
+def _socket_errors_are_disconnects(context: ExceptionContext) -> None:
+    """pg8000 lets a reset socket's OSError through unwrapped, which SQLAlchemy does not take
+    for a disconnect: the dead connection went back to the pool and failed the next request
+    too. Marked as one, it is replaced (and the pool's older connections with it)."""
+    if isinstance(context.original_exception, OSError):
+        context.is_disconnect = True
 
 
 def _ping_connections_left_idle(engine: Engine) -> None:
