@@ -85,6 +85,22 @@ def test_security_headers_on_every_answer(client: TestClient, player: Player) ->
     assert "Content-Security-Policy" not in client.get("/docs").headers  # Swagger UI works
 
 
+def test_hsts_only_over_https_as_the_client_saw_it(configure) -> None:
+    """Behind the ALB the API speaks HTTP; the balancer's X-Forwarded-Proto, believed from
+    ANB_TRUSTED_PROXIES only, says whether the client used HTTPS."""
+    configure(ANB_TRUSTED_PROXIES="127.0.0.1")
+    with TestClient(create_app(), base_url="http://testserver", client=("127.0.0.1", 5000)) as api:
+        assert "strict-transport-security" not in api.get("/health").headers
+        https = api.get("/health", headers={"X-Forwarded-Proto": "https"})
+        assert https.headers["strict-transport-security"] == "max-age=31536000"
+    configure(ANB_TRUSTED_PROXIES="")
+    with TestClient(create_app(), base_url="http://testserver") as api:  # no proxy believed
+        forged = api.get("/health", headers={"X-Forwarded-Proto": "https"})
+        assert "strict-transport-security" not in forged.headers
+    with TestClient(create_app(), base_url="https://testserver") as api:
+        assert api.get("/health").headers["strict-transport-security"] == "max-age=31536000"
+
+
 def test_cors_only_for_the_configured_origins(client: TestClient, configure) -> None:
     configure(ANB_CORS_ORIGINS="https://anb.example.com, https://admin.anb.example.com")
     with _fresh_client() as browser:

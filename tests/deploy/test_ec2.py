@@ -36,6 +36,7 @@ TEMPLATE = EC2 / "anb.yaml"
 SYSTEMD = EC2 / "systemd"
 REQUIRE_TOOLS = os.environ.get("ANB_REQUIRE_SERVICES") == "1"
 APP_PORT = 8000
+WEB_PORTS = {("tcp", 80, 80), ("tcp", 443, 443)}
 INTERNET = {"0.0.0.0/0", "::/0"}
 JOB_SECONDS = 900  # ANB_JOB_TIMEOUT_SECONDS: the longest ffmpeg run of one job
 
@@ -157,20 +158,20 @@ def check_group_names(t: Template) -> None:
 
 
 def check_internet_exposure(t: Template) -> None:
-    """Only anb-sg-web takes traffic from the internet, and only HTTP on port 80."""
+    """Only anb-sg-web takes traffic from the internet, and only HTTP (80) and HTTPS (443)."""
     web = security_groups(t)["anb-sg-web"]
     for group, rule in ingress_rules(t):
         kind, value = source(rule)
         if kind == "cidr" and value in INTERNET:
             assert group == web, f"{group} is open to {value}"
-            assert ports(rule) == ("tcp", 80, 80), f"anb-sg-web is open to {value}: {rule}"
+            assert ports(rule) in WEB_PORTS, f"anb-sg-web is open to {value}: {rule}"
 
 
 def check_app_port_only_from_inside(t: Template) -> None:
     web = security_groups(t)["anb-sg-web"]
     inside = [{"Ref": "VpcCidr"}, {"Fn::GetAtt": ["Vpc", "CidrBlock"]}]
     app_rules = [
-        rule for group, rule in ingress_rules(t) if group == web and ports(rule) != ("tcp", 80, 80)
+        rule for group, rule in ingress_rules(t) if group == web and ports(rule) not in WEB_PORTS
     ]
     assert app_rules, "anb-sg-web must let the ALB reach the app port"
     for rule in app_rules:
@@ -702,10 +703,24 @@ def test_checks_catch(template: Template, case: str) -> None:
 
 
 def test_load_balancer_forwards_http_to_the_app_port(template: Template) -> None:
-    (listener,) = resources(template, "AWS::ElasticLoadBalancingV2::Listener").values()
-    assert listener["Properties"]["Port"] == 80
-    assert listener["Properties"]["Protocol"] == "HTTP"
-    (action,) = listener["Properties"]["DefaultActions"]
+    listeners = resources(template, "AWS::ElasticLoadBalancingV2::Listener")
+    http, https = props(template, "HttpListener"), props(template, "HttpsListener")
+    assert set(listeners) == {"HttpListener", "HttpsListener"}
+    assert (http["Port"], http["Protocol"], https["Port"], https["Protocol"]) == (
+        80, "HTTP", 443, "HTTPS",
+    )  # fmt: skip
+    # with a certificate: HTTPS forwards, HTTP redirects to it; without: HTTP forwards
+    assert listeners["HttpsListener"]["Condition"] == "HasCertificate"
+    assert https["Certificates"] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
+    assert https["SslPolicy"].startswith("ELBSecurityPolicy-TLS13-1-2")
+    condition, with_certificate, without = http["DefaultActions"]["Fn::If"]
+    assert condition == "HasCertificate"
+    [redirect] = with_certificate
+    assert redirect["Type"] == "redirect"
+    https_301 = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
+    assert redirect["RedirectConfig"] == https_301
+    [action] = without
+    assert https["DefaultActions"] == [action]
     group = props(template, target(action["TargetGroupArn"]))
     assert group["Port"] == APP_PORT
     assert group["HealthCheckPath"] == "/api/health"

@@ -20,6 +20,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+HSTS = "max-age=31536000"  # a year; sent over HTTPS only (RFC 6797 ignores it over HTTP)
 TOO_LARGE = "El cuerpo de la petición es demasiado grande."
 
 
@@ -97,6 +98,8 @@ class SecurityHeaders:
                     headers.setdefault(name, value)
                 if strict:
                     headers.setdefault("Content-Security-Policy", API_CSP)
+                if scope["scheme"] == "https":  # as the client saw it (ANB_TRUSTED_PROXIES)
+                    headers.setdefault("Strict-Transport-Security", HSTS)
                 if scope["path"].startswith("/api/auth/"):
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
