@@ -1365,3 +1365,22 @@ def test_dashboard_covers_the_system(template: Template) -> None:
     } <= shown
     # the worker's EMF metrics are published under this namespace and service dimension
     assert {observability.NAMESPACE, "service", observability.SERVICE} <= shown
+
+
+INLINE_TEMPLATE_BYTES = 51_200  # CloudFormation's limit for a template sent in the request
+S3_TEMPLATE_BYTES = 1_000_000  # and for one read from S3 (AWS CloudFormation quotas)
+
+
+def _readme_deploy_commands() -> list[str]:
+    """Every `aws cloudformation deploy` of the README, continuation lines joined."""
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    return [line for line in text.splitlines() if "aws cloudformation deploy" in line]
+
+
+def test_the_readme_deploy_commands_accept_the_template_size() -> None:
+    size = len((EC2 / "anb.yaml").read_bytes())
+    commands = _readme_deploy_commands()
+    assert len(commands) == 2, commands  # create, then roll out
+    for command in commands:
+        limit = S3_TEMPLATE_BYTES if "--s3-bucket" in command else INLINE_TEMPLATE_BYTES
+        assert size <= limit, f"ec2/anb.yaml is {size} bytes; `{command}` accepts {limit}"
