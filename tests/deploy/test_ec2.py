@@ -837,6 +837,7 @@ def test_configuration_holds_what_the_boot_requires(template: Template) -> None:
     assert names[prefix + "ANB_DATA_DIR"] == worker_unit["WorkingDirectory"][-1]
     assert names[prefix + "ANB_MAX_ATTEMPTS"] == "3"
     assert names[prefix + "ANB_TRUSTED_PROXIES"] == {"Ref": "VpcCidr"}
+    assert names[prefix + "ANB_CORS_ORIGINS"] == {"Ref": "AllowedOrigins"}  # browsers' origins
     # instances read the configuration at boot: their groups wait for all of it
     parameters = set(resources(template, "AWS::SSM::Parameter"))
     for group in ("ApiGroup", "WorkerGroup"):
@@ -1384,3 +1385,10 @@ def test_the_readme_deploy_commands_accept_the_template_size() -> None:
     for command in commands:
         limit = S3_TEMPLATE_BYTES if "--s3-bucket" in command else INLINE_TEMPLATE_BYTES
         assert size <= limit, f"ec2/anb.yaml is {size} bytes; `{command}` accepts {limit}"
+
+
+def test_the_internet_facing_alb_waits_for_the_gateway_attachment(template: Template) -> None:
+    """Without it the ALB may be created first and fail: "VPC ... has no internet gateway"."""
+    assert "InternetGatewayAttachment" in as_list(
+        template["Resources"]["LoadBalancer"].get("DependsOn", [])
+    )

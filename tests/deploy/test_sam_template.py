@@ -232,6 +232,7 @@ def test_the_api_function_gets_the_anb_settings(cfn: dict[str, Any]) -> None:
     assert int(variables["ANB_URL_TTL_SECONDS"]) >= 60
     assert variables["POWERTOOLS_SERVICE_NAME"] == "anb-api"
     assert set(variables) >= {"ANB_DATABASE_URL", "ANB_JWT_SECRET", "ANB_CACHE_URL"}
+    assert variables["ANB_CORS_ORIGINS"] == {"Ref": "AllowedOrigins"}
     assert env(cfn, "WorkerFunction")["POWERTOOLS_SERVICE_NAME"] == "anb-worker"
     for function in ("ApiFunction", "WorkerFunction"):
         unknown = {name for name in env(cfn, function) if not _known_setting(name)}
@@ -257,6 +258,17 @@ def test_every_path_of_the_http_api_reaches_the_api_function(cfn: dict[str, Any]
     assert "${ApiFunction.Arn}" in integration["uri"]["Fn::Sub"]
     permissions = of_type(cfn, "AWS::Lambda::Permission").values()
     assert any(p["Properties"]["Principal"] == "apigateway.amazonaws.com" for p in permissions)
+
+
+def test_cors_is_answered_by_the_app_not_by_a_mistranslated_gateway(
+    cfn: dict[str, Any],
+) -> None:
+    """An intrinsic AllowOrigins made SAM write the whole CORS object as a list (methods,
+    headers and max age lost): API Gateway would refuse it or drop CORS. The gateway now
+    passes every method, OPTIONS included, to the app, which answers CORS."""
+    (api,) = of_type(cfn, "AWS::ApiGatewayV2::Api").values()
+    assert "x-amazon-apigateway-cors" not in api["Properties"]["Body"]
+    assert "CorsConfiguration" not in api["Properties"]
 
 
 def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
