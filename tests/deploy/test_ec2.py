@@ -1392,3 +1392,13 @@ def test_the_internet_facing_alb_waits_for_the_gateway_attachment(template: Temp
     assert "InternetGatewayAttachment" in as_list(
         template["Resources"]["LoadBalancer"].get("DependsOn", [])
     )
+
+
+def test_the_app_keeps_idle_connections_longer_than_the_alb(template: Template) -> None:
+    """The balancer must always be the one to close an idle connection: were Gunicorn to
+    close first, a request the ALB sends on it at that moment would get a 502."""
+    attributes = props(template, "LoadBalancer")["LoadBalancerAttributes"]
+    idle = {a["Key"]: a["Value"] for a in attributes}["idle_timeout.timeout_seconds"]
+    assert gunicorn_conf.keepalive > int(idle)
+    argv = shlex.split(unit("anb-api.service")["Service"]["ExecStart"][0])
+    assert not any(arg.startswith("--keep-alive") for arg in argv)  # nothing overrides it
