@@ -16,22 +16,28 @@ from tests.conftest import anb_serve_command, free_port, served, server_env, sig
 ABANDONED = 3
 
 
-def _abandon_upload(port: int, authorization: str) -> None:
-    """Start a 10 MB multipart upload, send its first bytes, and hang up."""
+def _upload_head(authorization: str | None) -> bytes:
+    """The start of a declared 10 MB upload: its headers, its title, and the first 64 KiB of
+    its file part."""
     boundary = "anbdisconnect"
-    head = (
+    auth = f"Authorization: {authorization}\r\n" if authorization else ""
+    request = (
+        "POST /api/videos/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
+        + f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        + "Content-Length: 10000000\r\n\r\n"
+    )  # fmt: skip
+    parts = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nCorte\r\n'
         f'--{boundary}\r\nContent-Disposition: form-data; name="video_file"; '
         'filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
-    ).encode() + b"\0" * 65536
-    request = (
-        "POST /api/videos/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: {authorization}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        "Content-Length: 10000000\r\n\r\n"
-    ).encode()
+    )
+    return (request + parts).encode() + b"\0" * 65536
+
+
+def _abandon_upload(port: int, authorization: str) -> None:
+    """Start a 10 MB multipart upload, send its first bytes, and hang up."""
     with socket.create_connection(("127.0.0.1", port)) as connection:
-        connection.sendall(request + head)
+        connection.sendall(_upload_head(authorization))
         time.sleep(0.3)  # the server is reading the body
 
 
@@ -55,15 +61,6 @@ def test_a_client_gone_mid_upload_is_logged_as_one_info_line(tmp_path: Path) -> 
     assert all('"level":"INFO"' in line.replace(" ", "") for line in gone), gone
     assert all(len(line) < 600 for line in gone), gone
     assert not [path for path in (tmp_path / "data" / "tmp").rglob("*") if path.is_file()]
-
-
-def _upload_head(authorization: str | None) -> bytes:
-    """The start of a declared 10 MB upload: its headers and 64 KiB of body."""
-    auth = f"Authorization: {authorization}\r\n" if authorization else ""
-    return (
-        "POST /api/videos/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
-        + "Content-Type: multipart/form-data; boundary=anb\r\nContent-Length: 10000000\r\n\r\n"
-    ).encode() + b"\0" * 65536  # fmt: skip
 
 
 def _read_until_closed(connection: socket.socket) -> bytes:
