@@ -78,9 +78,7 @@ async def list_public_videos(
             base_url=settings.base_url_for(str(request.base_url)),
         )
         if caller is not None:
-            video_ids = service.page_video_ids(page)
-            voted = service.voted_by(session, voter_id=caller.user_id, video_ids=video_ids)
-            page = service.mark_voted(page, voted)
+            page = service.mark_voted_by(session, voter_id=caller.user_id, page=page)
         return page, total
 
     page, total = await run_db(read)

@@ -175,18 +175,16 @@ def _query_public_videos(
     return items, total
 
 
-def mark_voted(page: str, voted: set[str]) -> str:
-    """The page JSON with `voted` true on the videos the caller voted for."""
+def mark_voted_by(session: Session, *, voter_id: str, page: str) -> str:
+    """The page JSON with `voted` true on the videos the voter voted for (`AccountGone`,
+    401, if the account no longer exists)."""
+    items = json.loads(page)
+    voted = voted_by(session, voter_id=voter_id, video_ids=[item["video_id"] for item in items])
     if not voted:
         return page
-    items = json.loads(page)
     for item in items:
         item["voted"] = item["video_id"] in voted
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
-
-
-def page_video_ids(page: str) -> list[str]:
-    return [item["video_id"] for item in json.loads(page)]
 
 
 def voted_by(session: Session, *, voter_id: str, video_ids: list[str]) -> set[str]:
