@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from anb.core.settings import Settings
 from anb.processing import mp4
 from anb.processing.ffmpeg import ffmpeg_exe
 from anb.processing.probe import (
@@ -31,7 +32,7 @@ from anb.processing.probe import (
 )
 from tests.clips import Clips, encode
 
-RULES = UploadRules(min_seconds=20, max_seconds=60, min_short_side=1080)
+RULES = UploadRules.from_settings(Settings())  # the contract's rules: 20-60 s, 1080p
 STBL = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
 QUICK_CPU_SECONDS = 0.05
 SMALL = ("-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from anb.core.settings import Settings
 from anb.processing.probe import (
     DAMAGED,
     NOT_MP4,
@@ -15,7 +16,7 @@ from anb.processing.probe import (
 )
 from tests.clips import Clips
 
-RULES = UploadRules(min_seconds=20, max_seconds=60, min_short_side=1080)
+RULES = UploadRules.from_settings(Settings())  # the contract's rules: 20-60 s, 1080p
 
 
 def _boxes(path: Path) -> list[tuple[bytes, int, int]]:

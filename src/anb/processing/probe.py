@@ -57,8 +57,8 @@ class UploadRules:
     min_seconds: float
     max_seconds: float
     min_short_side: int
-    max_long_side: int = 4096  # bounds the worker's memory per frame (8192x8192: ~1 GB)
-    max_fps: float = 240.0  # bounds the frames it decodes per second of video
+    max_long_side: int  # bounds the worker's memory per frame (8192x8192: ~1 GB)
+    max_fps: float  # bounds the frames it decodes per second of video
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadRules:
