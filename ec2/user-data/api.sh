@@ -23,4 +23,4 @@ run_migrations
 systemctl enable --now anb-journal-export@anb-api.service
 systemctl enable --now anb-api.service
 wait_for_http http://127.0.0.1:8000/api/health
-log "the API answers on :8000; the load balancer's health check (/api/health) takes it from here"
+end_boot "the API answers on :8000; the load balancer's health check (/api/health) takes it from here"

@@ -8,6 +8,9 @@
 #   ANB_CONFIG_PATH       SSM Parameter Store path of the configuration (/<stack>/config)
 #   ANB_DB_SECRET_ARN     Secrets Manager secret of the PostgreSQL user ({"username", "password"})
 #   ANB_JWT_SECRET_ARN    Secrets Manager secret of ANB_JWT_SECRET (API only)
+#   ANB_CACHE_SECRET_ARN  optional Secrets Manager secret: the Redis AUTH token, put into ANB_CACHE_URL
+#   ANB_STACK             the CloudFormation stack, and ANB_SIGNAL_RESOURCE, the logical id of
+#                         this instance's Auto Scaling group: the end of the boot signals it
 #   ANB_LOG_GROUP_PREFIX  CloudWatch log groups: <prefix>/api, <prefix>/worker
 #   ANB_PACKAGE_SPEC      optional pip requirement installed instead of the release's wheel
 #   ANB_PIP_INDEX_URL     optional package index for pip
@@ -23,6 +26,8 @@ readonly ANB_ETC=${ANB_ETC:-/etc/anb}
 readonly ANB_HOME=${ANB_HOME:-/var/lib/anb}
 readonly RDS_CA_URL=https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 readonly CWAGENT_DIR=/opt/aws/amazon-cloudwatch-agent
+# cloud-init records the instance id here before it runs the user-data
+readonly INSTANCE_ID_FILE=${ANB_INSTANCE_ID_FILE:-/var/lib/cloud/data/instance-id}
 
 log() {
   printf '%s anb-boot: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"
@@ -42,12 +47,29 @@ load_env_file() {
   done <"$file"
 }
 
-# ERR trap: an instance that could not boot powers off (and, launched with shutdown behaviour
-# "terminate", is replaced by its Auto Scaling group). ANB_KEEP_FAILED_INSTANCE=1 keeps it.
+# The group's CreationPolicy and rolling UpdatePolicy wait for one signal per new instance, so
+# a deployment goes green only when its instances have booted. Outside a deployment (a
+# scale-out) CloudFormation waits for none and refuses the signal: that is only logged.
+signal_cloudformation() {
+  local status=$1
+  if [[ -z ${ANB_STACK:-} || -z ${ANB_SIGNAL_RESOURCE:-} ]]; then
+    return 0
+  fi
+  aws cloudformation signal-resource --stack-name "$ANB_STACK" \
+    --logical-resource-id "$ANB_SIGNAL_RESOURCE" --unique-id "$(<"$INSTANCE_ID_FILE")" \
+    --status "$status" >/dev/null ||
+    log "CloudFormation did not take the $status signal (it takes none outside a deployment)"
+}
+
+# ERR trap: an instance that could not boot reports FAILURE (the deployment rolls back) and
+# powers off (launched with shutdown behaviour "terminate", its Auto Scaling group replaces it).
+# ANB_KEEP_FAILED_INSTANCE=1 keeps it for inspection.
 boot_failed() {
   local status=$? line=$1
+  trap - ERR
   log "boot FAILED (exit status $status, line $line); the boot log is in the log group" \
     "${ANB_LOG_GROUP_PREFIX:-?}/${ANB_ROLE:-?}, stream <instance id>/boot"
+  signal_cloudformation FAILURE || true
   if [[ ${ANB_KEEP_FAILED_INSTANCE:-0} != 1 ]]; then
     log "powering off in 5 minutes so that Auto Scaling replaces this instance"
     shutdown -h +5 "anb boot failed" || true
@@ -66,6 +88,11 @@ begin_boot() {
   fi
   export AWS_DEFAULT_REGION=$AWS_REGION
   log "booting the $role from ${ANB_RELEASE:-$ANB_RELEASE_DIR}"
+}
+
+end_boot() {
+  log "$*"
+  signal_cloudformation SUCCESS
 }
 
 install_packages() {
@@ -164,10 +191,27 @@ print(f"postgresql+pg8000://{user}:{password}@{host}:{port}/{name}")
 ' "$host" "$port" "$name"
 }
 
+# The cache URL with the Redis AUTH token of ANB_CACHE_SECRET_ARN as its password.
+cache_url_with_token() {
+  secret_string "$ANB_CACHE_SECRET_ARN" | "$ANB_VENV/bin/python" -c '
+import sys
+from urllib.parse import quote, urlsplit
+
+token = quote(sys.stdin.read().strip(), safe="")
+url = urlsplit(sys.argv[1])
+print(url._replace(netloc=f":{token}@{url.hostname}:{url.port}").geturl())
+' "$1"
+}
+
 # /etc/anb/anb.env (root:anb 0640): the services' EnvironmentFile.
 write_app_env() {
-  local target=$ANB_ETC/anb.env draft config url jwt="" key
+  local target=$ANB_ETC/anb.env draft config url jwt="" key cache
   config=$(config_lines)
+  cache=$(sed -n 's/^ANB_CACHE_URL=//p' <<<"$config")
+  if [[ -n ${ANB_CACHE_SECRET_ARN:-} && -n $cache ]]; then
+    cache=$(cache_url_with_token "$cache")
+    config=$(sed '/^ANB_CACHE_URL=/d' <<<"$config")$'\n'"ANB_CACHE_URL=$cache"
+  fi
   url=$(database_url)
   if [[ -n ${ANB_JWT_SECRET_ARN:-} ]]; then
     jwt=$(secret_string "$ANB_JWT_SECRET_ARN")

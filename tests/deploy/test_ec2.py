@@ -116,12 +116,14 @@ def render_sub(text: str) -> str:
 
 
 def security_groups(t: Template) -> dict[str, str]:
-    """GroupName -> logical id."""
+    """Name tag -> logical id. A fixed GroupName is refused: CloudFormation could not replace
+    the group (an update that needs a new group fails on the name already taken)."""
     groups = {}
     for name, resource in resources(t, "AWS::EC2::SecurityGroup").items():
-        group_name = resource["Properties"].get("GroupName")
-        assert isinstance(group_name, str), f"{name} needs a literal GroupName"
-        groups[group_name] = name
+        assert "GroupName" not in resource["Properties"], f"{name} has a fixed GroupName"
+        tags = {tag["Key"]: tag["Value"] for tag in resource["Properties"].get("Tags", [])}
+        assert isinstance(tags.get("Name"), str), f"{name} needs a literal Name tag"
+        groups[tags["Name"]] = name
     return groups
 
 
@@ -337,24 +339,90 @@ def check_busy_workers_finish(t: Template) -> None:
     assert stop >= JOB_SECONDS
     assert hook["HeartbeatTimeout"] >= stop, "the hook must outlast the worker's stop timeout"
     assert hook.get("DefaultResult", "ABANDON") == "CONTINUE"
-    statements = [
-        s
-        for policy in resources(t, "AWS::IAM::Policy").values()
-        if {"Ref": "WorkerRole"} in policy["Properties"]["Roles"]
-        for s in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
     allowed = {
         action
-        for s in statements
-        if "WorkerGroup" in json.dumps(s["Resource"])
-        for action in as_list(s["Action"])
+        for action, resource in role_actions(t, "WorkerRole")
+        if "${AWS::StackName}-WorkerGroup-*" in json.dumps(resource)
     }
     assert {
         "autoscaling:CompleteLifecycleAction",
         "autoscaling:RecordLifecycleActionHeartbeat",
+        "autoscaling:SetInstanceHealth",
     } <= allowed, "the workers must be allowed to complete the hook of their own group"
     bootstrap = bootstrap_env(t, "WorkerLaunchTemplate")
     assert bootstrap["ANB_LIFECYCLE_HOOK"] == hook["LifecycleHookName"]
+
+
+def check_permissions_outlive_the_groups(t: Template) -> None:
+    """CloudFormation deletes a resource before what it references: a policy that names a
+    group would go first on stack deletion, leaving the group's instances without it."""
+    for name, policy in resources(t, "AWS::IAM::Policy").items():
+        for group in resources(t, "AWS::AutoScaling::AutoScalingGroup"):
+            assert group not in json.dumps(policy), f"{name} references {group}"
+    for role in ("ApiRole", "WorkerRole"):
+        for action, resource in role_actions(t, role):
+            text = json.dumps(resource)
+            assert '"Ref": "ApiGroup"' not in text and "${WorkerGroup}" not in text, action
+
+
+GROUPS = {
+    "ApiGroup": ("ApiLaunchTemplate", "ApiMinSize"),
+    "WorkerGroup": ("WorkerLaunchTemplate", "WorkerMinSize"),
+}
+
+
+def check_rollout(t: Template) -> None:
+    """Every group's creation and update wait for its instances' boot signals."""
+    for group, (launch_template, min_size) in GROUPS.items():
+        resource = t["Resources"][group]
+        signal = resource.get("CreationPolicy", {}).get("ResourceSignal", {})
+        assert signal.get("Count") == {"Ref": min_size}, f"{group} must wait for its boots"
+        assert signal.get("Timeout") == "PT20M", group
+        rolling = resource["UpdatePolicy"]["AutoScalingRollingUpdate"]
+        assert rolling["WaitOnResourceSignals"] is True, group
+        assert rolling["MinInstancesInService"] == {"Ref": min_size}, group
+        assert rolling["MaxBatchSize"] == 1, group
+        assert {"HealthCheck", "ReplaceUnhealthy", "AlarmNotification"} <= set(
+            rolling["SuspendProcesses"]
+        ), group
+        env = bootstrap_env(t, launch_template)
+        assert env["ANB_STACK"] == "${AWS::StackName}"
+        assert env["ANB_SIGNAL_RESOURCE"] == group
+        text = user_data(t, launch_template)
+        assert re.search(rf"--logical-resource-id {group} --status FAILURE", text), group
+        assert "trap 'bootstrap_failed $LINENO' ERR" in text
+    for role in ("ApiRole", "WorkerRole"):
+        signals = [r for a, r in role_actions(t, role) if a == "cloudformation:SignalResource"]
+        assert [sub_text(r) for r in signals] == [
+            "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}"
+            ":stack/${AWS::StackName}/*"
+        ], role
+
+
+def check_cache_encryption(t: Template) -> None:
+    redis = props(t, "Redis")
+    assert redis["TransitEncryptionEnabled"] is True
+    assert redis["AtRestEncryptionEnabled"] is True
+    assert sub_text(redis["AuthToken"]) == "{{resolve:secretsmanager:${CacheAuthSecret}}}"
+    url = props(t, "CacheUrlParameter")["Value"]
+    assert sub_text(url).startswith("rediss://"), "the app must speak TLS to Redis"
+    for role, launch_template in (
+        ("ApiRole", "ApiLaunchTemplate"),
+        ("WorkerRole", "WorkerLaunchTemplate"),
+    ):
+        readable = [r for a, r in role_actions(t, role) if a == "secretsmanager:GetSecretValue"]
+        assert "CacheAuthSecret" in json.dumps(readable), role
+        assert bootstrap_env(t, launch_template)["ANB_CACHE_SECRET_ARN"] == "${CacheAuthSecret}"
+
+
+def check_instance_types_match_the_ami(t: Template) -> None:
+    assert t["Parameters"]["LatestAmiId"]["Default"].endswith("-x86_64")
+    for name in ("ApiInstanceType", "WorkerInstanceType"):
+        allowed = t["Parameters"][name]["AllowedValues"]
+        assert t["Parameters"][name]["Default"] in allowed
+        families = {value.split(".")[0] for value in allowed}
+        graviton = {f for f in families if re.fullmatch(r"[a-z]+\d+[a-z]*g[a-z]*", f)}
+        assert not graviton, f"{name} allows arm64 types {graviton} with an x86_64 AMI"
 
 
 def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -505,6 +573,10 @@ CHECKS: dict[str, Callable[[Template], None]] = {
     "queue": check_queue,
     "bucket": check_bucket,
     "iam": check_least_privilege,
+    "deletion order": check_permissions_outlive_the_groups,
+    "rollout": check_rollout,
+    "cache encryption": check_cache_encryption,
+    "instance types": check_instance_types_match_the_ami,
 }
 
 
@@ -682,6 +754,49 @@ BROKEN = {
         _mutate(
             "Resources/WorkerRole/Properties/Policies/0/PolicyDocument/Statement/0/Action",
             lambda _: "s3:*",
+        ),
+    ),
+    "fixed security group name": (
+        "group names",
+        _mutate("Resources/RedisSecurityGroup/Properties/GroupName", lambda _: "anb-sg-redis"),
+    ),
+    "a policy naming the worker group": (
+        "deletion order",
+        lambda t: {
+            **t,
+            "Resources": {
+                **t["Resources"],
+                "LifecyclePolicy": {
+                    "Type": "AWS::IAM::Policy",
+                    "Properties": {
+                        "Roles": [{"Ref": "WorkerRole"}],
+                        "PolicyDocument": {
+                            "Statement": [{"Resource": {"Fn::Sub": "arn:...:${WorkerGroup}"}}]
+                        },
+                    },
+                },
+            },
+        },
+    ),
+    "no creation policy": (
+        "rollout",
+        _mutate("Resources/WorkerGroup/CreationPolicy", lambda _: {}),
+    ),
+    "a rolling update that does not wait for boots": (
+        "rollout",
+        _mutate(
+            "Resources/ApiGroup/UpdatePolicy/AutoScalingRollingUpdate/WaitOnResourceSignals",
+            lambda _: False,
+        ),
+    ),
+    "Redis in clear": (
+        "cache encryption",
+        _mutate("Resources/Redis/Properties/TransitEncryptionEnabled", lambda _: False),
+    ),
+    "a Graviton worker type": (
+        "instance types",
+        _mutate(
+            "Parameters/WorkerInstanceType/AllowedValues", lambda values: [*values, "c7g.large"]
         ),
     ),
     "API allowed to receive jobs": (
@@ -973,12 +1088,18 @@ case "$1 $2" in
   "ssm get-parameters-by-path") cat "$data/by-path" ;;
   "ssm get-parameter") cat "$data/param/${{4##*/}}" ;;
   "secretsmanager get-secret-value") cat "$data/secret/$4" ;;
+  "cloudformation signal-resource")
+    echo "$*" >> "$data/signals"
+    [[ ! -e $data/refuse-signals ]] || exit 254 ;;
   *) echo "unexpected: aws $*" >&2; exit 1 ;;
 esac
 """,
     )
     make_stub(bin_dir, "chown", "exit 0\n")
+    make_stub(bin_dir, "shutdown", f'echo "shutdown $*" >> {shlex.quote(str(data / "signals"))}\n')
+    (tmp_path / "instance-id").write_text("i-0abc\n")
     return {
+        "ANB_INSTANCE_ID_FILE": str(tmp_path / "instance-id"),
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "ANB_ETC": str(tmp_path / "etc"),
         "ANB_VENV": str(tmp_path / "venv"),
@@ -1000,7 +1121,7 @@ BY_PATH = "".join(
     for key, value in {
         "ANB_STORAGE_URL": "s3://media-bucket/media",
         "ANB_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs",
-        "ANB_CACHE_URL": "redis://cache.internal:6379/0",
+        "ANB_CACHE_URL": "rediss://cache.internal:6379/0",
         "ANB_DATA_DIR": "/var/lib/anb",
         "ANB_MAX_ATTEMPTS": "3",
     }.items()
@@ -1009,8 +1130,9 @@ BY_PATH = "".join(
 
 def test_boot_writes_the_environment_file(tmp_path: Path) -> None:
     db_secret = json.dumps({"username": "anb", "password": "p@ss/w:rd%"})
-    env = boot_stubs(tmp_path, BY_PATH, {"arn-db": db_secret, "arn-jwt": "jwt-secret-value"})
-    env["ANB_JWT_SECRET_ARN"] = "arn-jwt"
+    secrets = {"arn-db": db_secret, "arn-jwt": "jwt-secret-value", "arn-cache": "T0ken"}
+    env = boot_stubs(tmp_path, BY_PATH, secrets)
+    env |= {"ANB_JWT_SECRET_ARN": "arn-jwt", "ANB_CACHE_SECRET_ARN": "arn-cache"}
     result = run_lib(env, "write_app_env")
     assert result.returncode == 0, result.stderr + result.stdout
     written = tmp_path / "etc" / "anb.env"
@@ -1022,6 +1144,8 @@ def test_boot_writes_the_environment_file(tmp_path: Path) -> None:
     assert values["ANB_QUEUE_URL"] == "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"
     assert values["ANB_STORAGE_URL"] == "s3://media-bucket/media"
     assert values["ANB_JWT_SECRET"] == "jwt-secret-value"
+    assert values["ANB_CACHE_URL"] == "rediss://:T0ken@cache.internal:6379/0"
+    assert sum(line.startswith("ANB_CACHE_URL=") for line in lines) == 1
     assert values["AWS_REGION"] == "us-east-1"
     assert written.stat().st_mode & 0o777 == 0o640
     assert list((tmp_path / "etc").glob(".anb.env.*")) == []
@@ -1041,6 +1165,41 @@ def test_boot_fails_without_the_database_secret(tmp_path: Path) -> None:
     result = run_lib(env, "write_app_env")
     assert result.returncode != 0
     assert not (tmp_path / "etc" / "anb.env").exists()
+
+
+SIGNAL = (
+    "cloudformation signal-resource --stack-name anb-prod --logical-resource-id WorkerGroup "
+    "--unique-id i-0abc --status {}"
+)
+
+
+def test_boot_signals_cloudformation_how_it_went(tmp_path: Path) -> None:
+    env = boot_stubs(tmp_path, BY_PATH, {})
+    env |= {"ANB_STACK": "anb-prod", "ANB_SIGNAL_RESOURCE": "WorkerGroup"}
+    signals = tmp_path / "aws" / "signals"
+
+    booted = run_lib(env, 'end_boot "the worker polls"')
+    assert booted.returncode == 0, booted.stderr + booted.stdout
+    assert signals.read_text().splitlines() == [SIGNAL.format("SUCCESS")]
+
+    signals.unlink()
+    failed = run_lib(env, "trap 'boot_failed $LINENO' ERR\nfalse\necho unreachable")
+    assert failed.returncode == 1
+    assert "boot FAILED" in failed.stdout and "unreachable" not in failed.stdout
+    assert signals.read_text().splitlines() == [
+        SIGNAL.format("FAILURE"),
+        "shutdown -h +5 anb boot failed",
+    ]
+
+
+def test_a_refused_signal_does_not_fail_the_boot(tmp_path: Path) -> None:
+    """A scale-out between deployments: CloudFormation waits for no signal and refuses it."""
+    env = boot_stubs(tmp_path, BY_PATH, {})
+    env |= {"ANB_STACK": "anb-prod", "ANB_SIGNAL_RESOURCE": "WorkerGroup"}
+    (tmp_path / "aws" / "refuse-signals").touch()
+    result = run_lib(env, 'end_boot "booted"')
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "did not take the SUCCESS signal" in result.stdout
 
 
 def test_boot_reads_bootstrap_values_literally(tmp_path: Path) -> None:
@@ -1089,7 +1248,14 @@ esac
         "aws",
         log + "if [[ $2 == describe-auto-scaling-instances ]]; then echo anb-prod-worker; fi\n",
     )
-    make_stub(bin_dir, "systemctl", log + f"sleep {stop_seconds}\n")
+    unit_state = tmp_path / "unit-state"
+    unit_state.write_text("active")
+    make_stub(
+        bin_dir,
+        "systemctl",
+        log
+        + f"[[ $1 != show ]] || exec cat {shlex.quote(str(unit_state))}\nsleep {stop_seconds}\n",
+    )
     return {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "ANB_LIFECYCLE_HOOK": "anb-worker-drain",
@@ -1163,6 +1329,27 @@ def test_lifecycle_heartbeats_while_a_long_job_finishes(tmp_path: Path) -> None:
     assert calls[-1] == COMPLETE
 
 
+@pytest.mark.parametrize(("state", "marked"), [("failed", True), ("activating", False)])
+def test_a_worker_failed_for_good_marks_its_instance_unhealthy(
+    tmp_path: Path, state: str, marked: bool
+) -> None:
+    env = lifecycle_stubs(tmp_path, state="InService", stop_seconds=0)
+    (tmp_path / "unit-state").write_text(state)
+    result = subprocess.run(
+        [str(EC2 / "bin/anb-lifecycle"), "unhealthy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    mark = (
+        "aws autoscaling set-instance-health --instance-id i-0abc --health-status Unhealthy "
+        "--no-should-respect-grace-period"
+    )
+    assert (mark in calls_of(tmp_path)) is marked
+
+
 def test_lifecycle_hook_name_is_the_one_the_unit_reads(template: Template) -> None:
     service = unit("anb-lifecycle.service")["Service"]
     assert service["EnvironmentFile"] == ["/etc/anb/lifecycle.env"]
@@ -1218,6 +1405,11 @@ def timespan(value: str) -> float:
 UNITS = sorted(p.name for p in SYSTEMD.glob("*.service"))
 
 
+def started_by_on_failure() -> set[str]:
+    """Units that only another unit's OnFailure= starts (one-shot, never enabled)."""
+    return {name for other in UNITS for name in unit(other).get("Unit", {}).get("OnFailure", [])}
+
+
 @pytest.mark.parametrize("name", UNITS)
 def test_unit_has_the_required_keys(name: str) -> None:
     sections = unit(name)
@@ -1225,8 +1417,24 @@ def test_unit_has_the_required_keys(name: str) -> None:
     service = sections["Service"]
     (exec_start,) = service["ExecStart"]
     assert exec_start.startswith("/"), "ExecStart needs an absolute path"
+    if name in started_by_on_failure():
+        assert service["Type"] == ["oneshot"] and "Install" not in sections
+        return
     assert service.get("Restart", ["no"])[-1] in {"on-failure", "always"}
     assert sections["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_a_worker_that_cannot_stay_up_is_replaced() -> None:
+    sections = unit("anb-worker.service")
+    assert sections["Service"]["Restart"] == ["always"]
+    assert sections["Unit"]["OnFailure"] == ["anb-unhealthy.service"]
+    # the start limit is what ends a crash loop: 5 starts, RestartSec apart, fit in the interval
+    burst = int(sections["Unit"]["StartLimitBurst"][-1])
+    restart = timespan(sections["Service"]["RestartSec"][-1])
+    assert burst * restart < timespan(sections["Unit"]["StartLimitIntervalSec"][-1])
+    unhealthy = unit("anb-unhealthy.service")["Service"]
+    assert unhealthy["ExecStart"] == ["/usr/local/bin/anb-lifecycle unhealthy"]
+    assert unhealthy["EnvironmentFile"] == ["/etc/anb/lifecycle.env"]
 
 
 @pytest.mark.parametrize("name", ["anb-api.service", "anb-worker.service"])
