@@ -504,6 +504,9 @@ def check_bucket(t: Template) -> None:
     assert not {"PUT", "DELETE"} & set(cors["AllowedMethods"]), "browsers only POST and GET"
     rules = bucket["LifecycleConfiguration"]["Rules"]
     assert any(r.get("AbortIncompleteMultipartUpload") and r["Status"] == "Enabled" for r in rules)
+    # deleted or overwritten media stay recoverable for a while, not forever
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert any(r.get("NoncurrentVersionExpiration") and r["Status"] == "Enabled" for r in rules)
 
 
 def as_list(value: Any) -> list[Any]:
