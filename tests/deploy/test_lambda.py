@@ -5,12 +5,17 @@ importable and working with nothing but what Lambda puts on the path."""
 from __future__ import annotations
 
 import copy
+import datetime
 import importlib
 import importlib.util
+import io
 import json
 import os
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.machinery import SourceFileLoader
@@ -19,6 +24,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from anb.core.migrations import upgrade_to_head
 from tests.conftest import reset_process_state
@@ -145,31 +154,88 @@ def test_the_build_refuses_to_drop_what_a_kept_package_needs(tmp_path: Path) -> 
         script._drop_distributions(tmp_path, {"uvicorn"})
 
 
+def write_ca_bundle(path: Path) -> Path:
+    """A PEM bundle of one self-signed CA, standing in for AWS's RDS global bundle, so that
+    the builds need not download it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "anb test RDS CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_ca_bundle(tmp_path_factory.mktemp("rds-ca") / "global-bundle.pem")
+
+
 def test_the_build_ships_the_rds_ca_bundle_it_is_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca_bundle: Path
 ) -> None:
     script = build_script()
+    monkeypatch.setenv("RDS_CA_BUNDLE", str(ca_bundle))
+    shipped = script.add_ca_bundle(tmp_path)
+    assert shipped == tmp_path / "certs" / "rds-ca.pem"  # /var/task/certs/rds-ca.pem
+    assert shipped.read_bytes() == ca_bundle.read_bytes()
+    ssl.create_default_context(cafile=str(shipped))  # what anb.core.db does with it
+    bundle = tmp_path / "not-a-bundle.pem"
+    for text in (
+        "not a certificate",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    ):
+        bundle.write_text(text)
+        monkeypatch.setenv("RDS_CA_BUNDLE", str(bundle))
+        with pytest.raises(SystemExit, match="no PEM certificate"):
+            script.add_ca_bundle(tmp_path)
+    monkeypatch.setenv("RDS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(SystemExit, match="cannot read RDS_CA_BUNDLE="):
+        script.add_ca_bundle(tmp_path)
+
+
+def test_the_build_downloads_the_rds_ca_bundle_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca_bundle: Path
+) -> None:
+    """Without RDS_CA_BUNDLE the package still gets a bundle (the template's DatabaseCaFile
+    points at it): AWS's global one, fetched from its trust store (not here: offline)."""
+    script = build_script()
     monkeypatch.delenv("RDS_CA_BUNDLE", raising=False)
-    assert script.add_ca_bundle(tmp_path) is None
-    bundle = tmp_path / "global-bundle.pem"
-    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    monkeypatch.setenv("RDS_CA_BUNDLE", str(bundle))
-    package = tmp_path / "package"
-    package.mkdir()
-    shipped = script.add_ca_bundle(package)
-    assert shipped == package / "certs" / "rds-ca.pem"  # /var/task/certs/rds-ca.pem
-    assert shipped.read_text() == bundle.read_text()
-    bundle.write_text("not a certificate")
-    with pytest.raises(SystemExit, match="no PEM certificate"):
-        script.add_ca_bundle(package)
+    asked = []
+
+    def answer(url: str, timeout: float) -> io.BytesIO:
+        asked.append(url)
+        return io.BytesIO(ca_bundle.read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", answer)
+    shipped = script.add_ca_bundle(tmp_path)
+    assert asked == ["https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"]
+    assert shipped.read_bytes() == ca_bundle.read_bytes()
+
+    def unreachable(url: str, timeout: float) -> io.BytesIO:
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    with pytest.raises(SystemExit, match=r"cannot download the RDS CA bundle .* RDS_CA_BUNDLE="):
+        script.add_ca_bundle(tmp_path)
 
 
-def _run_build(out: Path, *options: str) -> subprocess.Popen[str]:
+def _run_build(out: Path, ca_bundle: Path, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(BUILD_SCRIPT), *options, str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "RDS_CA_BUNDLE": str(ca_bundle)},  # no download in the tests
     )
 
 
@@ -188,15 +254,16 @@ class Builds:
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
+def builds(tmp_path_factory: pytest.TempPathFactory, ca_bundle: Path) -> Builds:
     """scripts/build_lambda, as for Lambda; and, unless this is Python 3.12, the function
     package again for this interpreter (its compiled wheels differ), built at the same time."""
     out = tmp_path_factory.mktemp("lambda")
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for_lambda = _run_build(out)
+    for_lambda = _run_build(out, ca_bundle)
     for_here = None
     if here != "3.12":
-        for_here = _run_build(out / "here", "--only", "function", "--python-version", here)
+        options = ("--only", "function", "--python-version", here)
+        for_here = _run_build(out / "here", ca_bundle, *options)
     output = _finish(for_lambda)
     importable = out / "function"
     if for_here is not None:
@@ -228,6 +295,14 @@ def test_the_function_package_is_for_lambda_python312(builds: Builds) -> None:
     assert not present & {*RUNTIME_PACKAGES, "gunicorn", "uvicorn", "bin"}
     assert not list(package.rglob("__pycache__"))
     assert not list(package.glob("imageio_ffmpeg/binaries/ffmpeg-*"))  # it is in the layer
+
+
+def test_the_function_package_ships_the_rds_ca_bundle(builds: Builds, ca_bundle: Path) -> None:
+    """The template's default DatabaseCaFile, /var/task/certs/rds-ca.pem, is in the package."""
+    shipped = builds.function / "certs" / "rds-ca.pem"
+    assert shipped.read_bytes() == ca_bundle.read_bytes()
+    ssl.create_default_context(cafile=str(shipped))  # what anb.core.db does with it
+    assert f"certs/rds-ca.pem from RDS_CA_BUNDLE={ca_bundle}, CAs: 1" in builds.output
 
 
 def test_the_layer_s_ffmpeg_runs(builds: Builds) -> None:
