@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import AWS_ENV
 
 # moto warns once per unmodelled resource; UNMODELLED below is the checked list of them
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::.*:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.*:UserWarning")
 cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml", reason="cfn-lint is not installed")
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "ec2" / "anb.yaml"
