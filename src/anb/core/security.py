@@ -30,7 +30,18 @@ def hash_password(password: str) -> str:
     return _hasher().hash(password)
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether `password` matches; `password_hash` None (an unknown email) is checked against
+    a dummy hash, so both failures take the same time. The dummy hash is made here, in the
+    caller's thread (the password pool), and not where the account was looked up: made in a
+    database thread, a burst of first logins would hash outside the pool's bound."""
+    if password_hash is None:
+        _verify(dummy_password_hash(), password)
+        return False
+    return _verify(password_hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
         return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -39,7 +50,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 @lru_cache
 def dummy_password_hash() -> str:
-    """Verified against when the email is unknown, so both failures take the same time."""
+    """Verified against for an unknown email (see `verify_password`)."""
     return hash_password("not-a-real-password")
 
 

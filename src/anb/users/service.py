@@ -68,17 +68,18 @@ def signup(session: Session, *, data: SignupRequest, password_hash: str) -> User
 
 @dataclass(frozen=True)
 class LoginCandidate:
-    """What a login checks the password against: the account's hash, or a dummy hash for
-    an unknown email (so both failures take the same time)."""
+    """What a login checks the password against: the account's hash, or None for an unknown
+    email (`security.verify_password` then checks a dummy hash, so both failures take the
+    same time)."""
 
     user_id: str | None
-    password_hash: str
+    password_hash: str | None
 
 
 def login_candidate(session: Session, *, email: str) -> LoginCandidate:
     user = _find_by_email(session, normalized_email(email))
     if user is None:
-        return LoginCandidate(None, security.dummy_password_hash())
+        return LoginCandidate(None, None)
     return LoginCandidate(user.id, user.password_hash)
 
 
