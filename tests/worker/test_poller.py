@@ -156,6 +156,46 @@ def test_a_poison_message_reaches_the_dlq_after_three_receives(queues: Queues, r
     assert queues.counts() == 0
 
 
+class ReceiveWatched:
+    """The SQS client, telling when a receive has been called."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.sqs = sqs
+        self.receiving = threading.Event()
+
+    def receive_message(self, **options: Any) -> dict[str, Any]:
+        self.receiving.set()
+        return self.sqs.receive_message(**options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+
+def test_a_message_a_stopping_receive_brings_is_processed_not_released(queues: Queues) -> None:
+    """Released, it would have spent one of its receives (maxReceiveCount, the attempt
+    count) without being tried."""
+    attempts: list[str] = []
+
+    def handler(event: dict) -> dict:
+        attempts.extend(r["attributes"]["ApproximateReceiveCount"] for r in event["Records"])
+        return {"batchItemFailures": []}
+
+    sqs = ReceiveWatched(queues.sqs)
+    settings = get_settings().model_copy(update={"poll_wait_seconds": 5})
+    poller = Poller(sqs, settings, handler)
+    thread = threading.Thread(target=poller.run, daemon=True)
+    thread.start()
+    assert sqs.receiving.wait(10)
+    poller.stop()  # while the long poll is in flight
+    queues.sqs.send_message(QueueUrl=queues.url, MessageBody="late")
+    stopped = time.monotonic()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped < 3, "the stop waited for more than the message's job"
+    assert attempts == ["1"]
+    assert queues.counts() == 0 and queues.counts(queues.dlq_url) == 0  # processed, deleted
+
+
 def _poll_process(env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.Popen(

@@ -2,8 +2,8 @@
 
 Long-polls the queue, hands each message to the batch handler as a Lambda-shaped record,
 deletes only the messages that succeeded, keeps a running job invisible to other workers
-(heartbeat), and on SIGTERM stops receiving, finishes the jobs in hand, releases anything
-received but not started, flushes metrics and exits 0.
+(heartbeat), and on SIGTERM stops receiving, finishes the jobs in hand (with those a receive
+already in flight brings, see `Poller.run`), flushes metrics and exits 0.
 """
 
 from __future__ import annotations
@@ -75,10 +75,25 @@ class Poller:
 
     def stop(self) -> None:
         if not self.stopping.is_set():
-            log.info("stopping: no more receives; finishing the jobs in hand")
+            log.info("stopping: no new receives; finishing the jobs in hand")
         self.stopping.set()
 
     def run(self) -> int:
+        """Receive for free job slots until stopped; then finish every job in hand.
+
+        A receive in flight when the stop comes (a long poll of up to
+        `ANB_POLL_WAIT_SECONDS`) cannot be called back, and what it brings is processed
+        like any other message, not released: SQS counts every receive toward the queue's
+        maxReceiveCount (`ANB_MAX_ATTEMPTS`, then the dead-letter queue) and toward the
+        ApproximateReceiveCount the worker judges its attempts by, so a released message
+        would have spent an attempt without being tried, and a few scale-ins could
+        dead-letter a video never really tried. The receive asked for no more messages than
+        there were free slots, so they all start at once and the stop takes at most the
+        rest of that poll plus one job: 20 s more than finishing a job already in hand, which
+        the worker unit's TimeoutStopSec (960 s: a 900 s `ANB_JOB_TIMEOUT_SECONDS` and its
+        transfers) still covers. Re-sending a copy and deleting the original would reset the
+        count, but also forget the real attempts; shorter polls would only narrow the
+        window, at the price of more empty receives."""
         slots = self.settings.worker_concurrency
         running: set[Future] = set()
         with ThreadPoolExecutor(slots, thread_name_prefix="anb-job") as pool:
@@ -87,10 +102,7 @@ class Poller:
                     _, running = wait(running, timeout=1, return_when=FIRST_COMPLETED)
                     continue
                 for message in self._receive(min(self.settings.poll_batch, slots - len(running))):
-                    if self.stopping.is_set():
-                        self._release(message)
-                    else:
-                        running.add(pool.submit(self._process, message))
+                    running.add(pool.submit(self._process, message))
                 running = {future for future in running if not future.done()}
             wait(running)
         observability.flush_metrics()
@@ -130,10 +142,6 @@ class Poller:
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         delay = min(self.retry_base_seconds * 2 ** (receives - 1), RETRY_MAX_SECONDS)
         self._change_visibility(message["ReceiptHandle"], delay)
-
-    def _release(self, message: dict[str, Any]) -> None:
-        """Give a message received during shutdown back to the queue at once."""
-        self._change_visibility(message["ReceiptHandle"], 0)
 
     def _change_visibility(self, receipt_handle: str, seconds: int) -> None:
         try:
