@@ -120,29 +120,27 @@ start_cloudwatch_agent() {
   "$CWAGENT_DIR/bin/amazon-cloudwatch-agent-ctl" -a fetch-config -m ec2 -s -c "file:$config"
 }
 
-# The release's wheel with its pinned dependencies, or ANB_PACKAGE_SPEC if set; into a venv.
+# The release's wheel with the dependency wheels it ships (no package index: the boot does not
+# depend on PyPI), or ANB_PACKAGE_SPEC from a package index if set; into a venv.
 install_app() {
   local pip_args=() requirement wheels
-  if [[ -n ${ANB_PIP_INDEX_URL:-} ]]; then
-    pip_args+=(--index-url "$ANB_PIP_INDEX_URL")
-  fi
   if [[ -n ${ANB_PACKAGE_SPEC:-} ]]; then
     requirement=$ANB_PACKAGE_SPEC
+    if [[ -n ${ANB_PIP_INDEX_URL:-} ]]; then
+      pip_args+=(--index-url "$ANB_PIP_INDEX_URL")
+    fi
   else
     wheels=("$ANB_RELEASE_DIR"/anb-*.whl)
-    if [[ ${#wheels[@]} -ne 1 || ! -f ${wheels[0]} ]]; then
-      log "expected exactly one anb-*.whl in $ANB_RELEASE_DIR (from ${ANB_RELEASE:-?})"
+    if [[ ${#wheels[@]} -ne 1 || ! -f ${wheels[0]} || ! -d $ANB_RELEASE_DIR/wheels ]]; then
+      log "expected one anb-*.whl and wheels/ in $ANB_RELEASE_DIR (from ${ANB_RELEASE:-?})"
       return 1
     fi
     requirement=${wheels[0]}
-    if [[ -f $ANB_RELEASE_DIR/constraints.txt ]]; then
-      pip_args+=(--constraint "$ANB_RELEASE_DIR/constraints.txt")
-    fi
+    pip_args+=(--no-index --find-links "$ANB_RELEASE_DIR/wheels")
   fi
   log "installing $requirement into $ANB_VENV"
   python3.11 -m venv "$ANB_VENV"
-  "$ANB_VENV/bin/pip" install --quiet --upgrade pip
-  "$ANB_VENV/bin/pip" install --quiet "${pip_args[@]}" "$requirement"
+  "$ANB_VENV/bin/pip" install --quiet --disable-pip-version-check "${pip_args[@]}" "$requirement"
   "$ANB_VENV/bin/anb" --help >/dev/null
 }
 
