@@ -89,10 +89,11 @@ def postgres_database() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """A Redis database of the tests' own (number 15), emptied before each use."""
+    """A Redis database of the tests' own (number 15, or ANB_TEST_REDIS_DB, so that two runs
+    at once on one machine keep apart), emptied before each use."""
     import redis
 
-    url = "redis://127.0.0.1:6379/15"
+    url = f"redis://127.0.0.1:6379/{os.environ.get('ANB_TEST_REDIS_DB', '15')}"
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:

@@ -15,12 +15,16 @@ Where the CPU goes (scripts/bench_worker: 30 s of 1080p30 H.264 at ~6.7 Mb/s, 2 
 from __future__ import annotations
 
 import math
+import os
+import selectors
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import IO
 
 from anb.processing.ffmpeg import ffmpeg_exe
 from anb.processing.probe import MediaInfo
@@ -79,6 +83,10 @@ class PipelineFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class PipelineTimedOut(PipelineFailed):
+    """ffmpeg was still running at the deadline: it was killed and its output removed."""
 
 
 def logo_path() -> Path:
@@ -168,29 +176,64 @@ def render(
     timeout_seconds: float = 900,
     encoder: Encoder = ENCODER,
 ) -> None:
-    """Run the pipeline; `on_progress` receives the fraction done (0..1) as ffmpeg reports it."""
+    """Run the pipeline; `on_progress` receives the fraction done (0..1) as ffmpeg reports it.
+
+    `timeout_seconds` bounds the whole ffmpeg run, whatever ffmpeg does (reports progress
+    forever, says nothing, ignores SIGTERM): the worker's stop timeout and the queue's
+    visibility timeout count on it. Past it ffmpeg is SIGKILLed: SIGTERM would only have it
+    finish the file (a +faststart pass over everything encoded so far) that is deleted anyway.
+    On any failure the partial output is removed; a timeout raises `PipelineTimedOut`, any
+    other failure `PipelineFailed` with the tail of what ffmpeg said."""
     command = build_command(source_path, output_path, source, encoder)
     total_us = output_seconds(source) * 1_000_000
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+    deadline = time.monotonic() + timeout_seconds
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors) as process,
+    ):
         try:
-            _follow_progress(process, total_us, on_progress)
-            process.wait(timeout=timeout_seconds)
-        except BaseException:
+            _follow_progress(process, deadline, total_us, on_progress)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except BaseException as exc:
             process.kill()
             process.wait()
+            output_path.unlink(missing_ok=True)
+            if isinstance(exc, subprocess.TimeoutExpired):
+                reason = f"ffmpeg did not finish within {timeout_seconds:g} s"
+                raise PipelineTimedOut(" | ".join([reason, *_tail(errors)])) from None
             raise
         if process.returncode != 0:
-            errors.seek(0)
-            tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-3:]
-            raise PipelineFailed(" | ".join(tail) or f"ffmpeg exited with {process.returncode}")
+            output_path.unlink(missing_ok=True)
+            reason = " | ".join(_tail(errors))
+            raise PipelineFailed(reason or f"ffmpeg exited with {process.returncode}")
+
+
+def _tail(errors: IO[bytes]) -> list[str]:
+    """The last lines ffmpeg wrote to stderr (`-loglevel error`: its error messages)."""
+    errors.seek(0)
+    return errors.read().decode("utf-8", "replace").strip().splitlines()[-3:]
 
 
 def _follow_progress(
-    process: subprocess.Popen, total_us: float, on_progress: Callable[[float], None] | None
+    process: subprocess.Popen[bytes],
+    deadline: float,
+    total_us: float,
+    on_progress: Callable[[float], None] | None,
 ) -> None:
+    """Read ffmpeg's `-progress` lines until it closes its output or `deadline` passes.
+
+    Each read waits only for the time left (`select`), so neither a silent ffmpeg nor one
+    that reports progress forever keeps the caller past the deadline."""
     assert process.stdout is not None
-    for line in process.stdout:
-        key, _, value = line.strip().partition("=")
-        if on_progress and key == "out_time_us" and value.lstrip("-").isdigit():
-            on_progress(max(0.0, min(1.0, int(value) / total_us)))
+    fd, pending = process.stdout.fileno(), b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                key, _, value = line.strip().partition(b"=")
+                if on_progress and key == b"out_time_us" and value.lstrip(b"-").isdigit():
+                    on_progress(max(0.0, min(1.0, int(value) / total_us)))
