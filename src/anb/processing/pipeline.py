@@ -194,18 +194,24 @@ def render(
         try:
             _follow_progress(process, deadline, total_us, on_progress)
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except BaseException as exc:
-            process.kill()
-            process.wait()
-            output_path.unlink(missing_ok=True)
-            if isinstance(exc, subprocess.TimeoutExpired):
-                reason = f"ffmpeg did not finish within {timeout_seconds:g} s"
-                raise PipelineTimedOut(" | ".join([reason, *_tail(errors)])) from None
+        except subprocess.TimeoutExpired:
+            _discard(process, output_path)
+            reason = f"ffmpeg did not finish within {timeout_seconds:g} s"
+            raise PipelineTimedOut(" | ".join([reason, *_tail(errors)])) from None
+        except BaseException:  # on_progress raised, or the caller is interrupted
+            _discard(process, output_path)
             raise
         if process.returncode != 0:
             output_path.unlink(missing_ok=True)
             reason = " | ".join(_tail(errors))
             raise PipelineFailed(reason or f"ffmpeg exited with {process.returncode}")
+
+
+def _discard(process: subprocess.Popen[bytes], output_path: Path) -> None:
+    """Kill ffmpeg (SIGKILL: it cannot be ignored), reap it and remove its partial output."""
+    process.kill()
+    process.wait()
+    output_path.unlink(missing_ok=True)
 
 
 def _tail(errors: IO[bytes]) -> list[str]:
