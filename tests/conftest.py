@@ -25,7 +25,7 @@ from sqlalchemy import text, update
 
 from anb.api import create_app
 from anb.cache import get_cache
-from anb.core.db import dispose_engines, session_scope
+from anb.core.db import dispose_engines, unit_of_work
 from anb.core.migrations import upgrade_to_head
 from anb.core.settings import get_settings
 from anb.public.service import invalidate_views_of
@@ -251,7 +251,7 @@ def upload(
 
 def publish(video_id: str) -> None:
     """Mark a video processed as the worker does (its original stands in for the output)."""
-    with session_scope() as session:
+    with unit_of_work() as session:
         video = session.get(Video, video_id)
         session.execute(
             update(Video)
@@ -263,8 +263,7 @@ def publish(video_id: str) -> None:
             )
         )
         owner = session.get(User, video.owner_id)
-        session.commit()
-        invalidate_views_of(get_cache(), owner)
+    invalidate_views_of(get_cache(), owner)
 
 
 def upload_public(client: TestClient, player: Player, path: Path, title: str = "Jugada") -> str:

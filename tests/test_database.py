@@ -110,3 +110,58 @@ def test_a_connection_in_steady_use_is_not_pinged(
         _backend_pid(engine)
     assert _backend_pid(engine) != first  # renewed after the failure
     engine.dispose()
+
+
+# ---------------------------------------------------------------------------- unit of work
+
+
+@pytest.fixture
+def accounts(configure, backend: dict[str, str]) -> type:
+    """The users table on the backend, migrated (the app's first request migrates it)."""
+    from anb.core.migrations import upgrade_to_head
+    from anb.users.models import User
+
+    upgrade_to_head()
+    return User
+
+
+def _account(user_model: type, email: str) -> object:
+    return user_model(
+        email=email, password_hash="x", first_name="A", last_name="B", city="Bogotá",
+        country="Colombia", city_key="bogota", country_key="colombia",
+    )  # fmt: skip
+
+
+def _emails(user_model: type) -> list[str]:
+    from sqlalchemy import select
+
+    return db.in_session(lambda session: list(session.scalars(select(user_model.email))))
+
+
+def test_a_unit_of_work_commits_what_its_services_only_flushed(accounts: type) -> None:
+    done: list[str] = []
+    with db.unit_of_work() as session:
+        session.add(_account(accounts, "uno@example.com"))
+        db.after_commit(session, lambda: done.append(f"after commit: {_emails(accounts)}"))
+        db.on_rollback(session, lambda: done.append("undone"))
+    assert done == ["after commit: ['uno@example.com']"]
+
+
+def test_a_unit_that_raises_stores_nothing_and_runs_its_undo(accounts: type) -> None:
+    done: list[str] = []
+    with pytest.raises(LookupError), db.unit_of_work() as session:
+        session.add(_account(accounts, "dos@example.com"))
+        session.flush()
+        db.after_commit(session, lambda: done.append("sent"))
+        db.on_rollback(session, lambda: done.append("file deleted"))
+        raise LookupError("a service refused")
+    assert done == ["file deleted"]
+    assert _emails(accounts) == []
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_a_service_that_ends_the_transaction_itself_fails_loudly(accounts: type, end: str) -> None:
+    with pytest.raises(db.TransactionRuleBroken), db.unit_of_work() as session:
+        session.add(_account(accounts, "tres@example.com"))
+        getattr(session, end)()
+    assert _emails(accounts) == []

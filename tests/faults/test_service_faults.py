@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from anb.cache.tiered import LOCAL_TTL_SECONDS
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.core.handlers import DATABASE_UNAVAILABLE
 from anb.core.settings import get_settings
 from anb.videos.models import Video
@@ -261,11 +261,13 @@ def test_database_lost_as_a_request_finishes_keeps_the_connection_answering(
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # one keep-alive
     try:
         _settle()
-        # PostgreSQL goes away as the request's session closes (its rollback never arrives)
-        api_database.fail_when_sent(b"rollback", Mode.refuse)
+        # PostgreSQL goes away as the request's unit of work ends (its commit never arrives):
+        # the answer it had computed is not sent, since the unit did not finish
+        api_database.fail_when_sent(b"commit", Mode.refuse)
         connection.request("GET", "/api/videos", headers=star.headers)
         first = connection.getresponse()
-        assert first.status == 200 and video_id in first.read().decode()
+        assert first.status == 503
+        assert first.read().decode().count(DATABASE_UNAVAILABLE) == 1
         wait_for(lambda: api_database.mode is Mode.refuse, 5, "PostgreSQL to go down")
         connection.request("GET", "/api/videos", headers=star.headers)
         try:
@@ -293,7 +295,7 @@ def _bucket_objects(moto_endpoint: str, storage_url: str) -> list[str]:
 
 
 def _videos_of(player: Player) -> int:
-    with session_scope() as session:
+    with unit_of_work() as session:
         return session.scalar(
             select(func.count()).select_from(Video).where(Video.owner_id == player.user_id)
         )

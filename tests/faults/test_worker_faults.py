@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.core.settings import get_settings
 from anb.processing.probe import UnacceptableVideo, check_iso_bmff, probe
 from anb.storage import get_storage
@@ -32,7 +32,7 @@ OUTPUT_SECONDS = 21 + 2 + 2  # the landscape clip framed by two 2-second bumpers
 
 
 def _video(video_id: str) -> Video:
-    with session_scope() as session:
+    with unit_of_work() as session:
         video = session.get(Video, video_id)
         assert video is not None, f"video {video_id} is gone"
         return video

@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.users.models import User
 from tests.clips import Clips
 from tests.conftest import Player, download, signup, upload, upload_public
@@ -128,9 +128,8 @@ def test_the_vote_of_a_deleted_account_is_401_and_not_counted(
 ) -> None:
     public = upload_public(client, player, clips.landscape)
     fan = signup(client)
-    with session_scope() as session:
+    with unit_of_work() as session:
         session.execute(delete(User).where(User.id == fan.user_id))
-        session.commit()
     refused = client.post(f"/api/public/videos/{public}/vote", headers=fan.headers)
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
     assert client.get("/api/public/videos").json()[0]["votes"] == 0

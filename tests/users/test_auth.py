@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.users.models import User
 from tests.conftest import PASSWORD, Player, signup
 
@@ -26,7 +26,7 @@ def test_signup_creates_a_user_with_a_lowercased_email(client: TestClient) -> No
     body = response.json()
     assert body["message"] == "Usuario creado exitosamente."
     assert body["user_id"]
-    with session_scope() as session:
+    with unit_of_work() as session:
         user = session.get(User, body["user_id"])
         assert user.email == "luis.diaz@example.com"
         assert user.password_hash.startswith("$argon2id$")
@@ -166,9 +166,8 @@ def test_token_signed_with_another_secret_is_401(client: TestClient, player: Pla
 
 def test_a_deleted_users_token_is_401(client: TestClient, player: Player) -> None:
     assert client.get("/api/videos", headers=player.headers).status_code == 200
-    with session_scope() as session:
+    with unit_of_work() as session:
         session.execute(delete(User).where(User.id == player.user_id))
-        session.commit()
     _assert_refused(client, player.headers)
 
 

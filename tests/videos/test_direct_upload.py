@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
 from anb.worker.batch import handle_batch
@@ -135,7 +135,7 @@ def _record(video_id: str, task_id: str) -> dict:
 
 
 def _status(video_id: str) -> VideoStatus:
-    with session_scope() as session:
+    with unit_of_work() as session:
         return session.get(Video, video_id).status
 
 
@@ -164,11 +164,10 @@ def test_abandoned_direct_uploads_are_forgotten(
 
     old = _start(client, player, clips.landscape)
     _send(client, old, clips.landscape)
-    with session_scope() as session:
+    with unit_of_work() as session:
         session.get(UploadSession, old["video_id"]).created_at = utcnow() - timedelta(days=3)
-        session.commit()
     _start(client, player, clips.landscape)
-    with session_scope() as session:
+    with unit_of_work() as session:
         assert session.get(UploadSession, old["video_id"]) is None
     assert _complete(client, player, old["video_id"]).status_code == 404
 
@@ -217,7 +216,7 @@ def test_concurrent_completes_make_one_video_and_keep_its_original(
         assert len({a.json()["task_id"] for a in answers}) == 1
         jobs = pending_jobs()
         assert [job["video_id"] for job in jobs] == [grant["video_id"]], jobs
-        with session_scope() as session:
+        with unit_of_work() as session:
             original = session.get(Video, grant["video_id"]).original_key
         assert get_storage().size(original) == clips.landscape.stat().st_size
         assert handle_batch({"Records": [_record(grant["video_id"], jobs[0]["task_id"])]}) == {

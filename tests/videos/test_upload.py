@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from anb.api import create_app
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.core.settings import get_settings
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
@@ -23,7 +23,7 @@ def test_a_1080p_21s_mp4_is_accepted_stored_and_enqueued(
     assert body["message"] == "Video subido correctamente. Procesamiento en curso."
     uuid.UUID(body["video_id"])
     uuid.UUID(body["task_id"])
-    with session_scope() as session:
+    with unit_of_work() as session:
         video = session.get(Video, body["video_id"])
         assert video.status == VideoStatus.uploaded
         assert video.title == "Triple desde la esquina"
@@ -59,7 +59,7 @@ def test_unacceptable_files_are_400_saying_why_and_leave_nothing_behind(
     assert response.status_code == 400
     assert response.json()["detail"].startswith("video_file: ")
     assert reason in response.json()["detail"]
-    with session_scope() as session:
+    with unit_of_work() as session:
         assert session.query(Video).count() == 0
     assert pending_jobs() == []
     _assert_no_leftovers(client)

@@ -2,7 +2,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from fastapi.testclient import TestClient
 
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
 from tests.clips import Clips
@@ -46,10 +46,9 @@ def test_my_videos_newest_first_with_the_contract_fields(
 
 def test_a_failed_video_carries_its_error(client: TestClient, player: Player, clips: Clips) -> None:
     video_id = _upload_id(client, player, clips, "Falla")
-    with session_scope() as session:
+    with unit_of_work() as session:
         video = session.get(Video, video_id)
         video.status, video.error = VideoStatus.failed, "El video no se pudo leer."
-        session.commit()
     [listed] = client.get("/api/videos", headers=player.headers).json()
     assert listed["status"] == "failed"
     assert listed["error"] == "El video no se pudo leer."
@@ -195,9 +194,8 @@ def test_failed_and_processing_videos_can_be_deleted(
 ) -> None:
     for status in (VideoStatus.failed, VideoStatus.processing):
         video_id = _upload_id(client, player, clips, status.value)
-        with session_scope() as session:
+        with unit_of_work() as session:
             session.get(Video, video_id).status = status
-            session.commit()
         assert client.delete(f"/api/videos/{video_id}", headers=player.headers).status_code == 200
 
 

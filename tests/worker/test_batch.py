@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.processing.probe import probe
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
@@ -45,7 +45,7 @@ def uploaded(client: TestClient, player: Player, clips: Clips) -> dict[str, str]
 
 
 def _video(video_id: str) -> Video | None:
-    with session_scope() as session:
+    with unit_of_work() as session:
         return session.get(Video, video_id)
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.queue import get_queue
 from anb.queue.local import LocalQueue
 from anb.videos.models import Video, VideoStatus
@@ -17,7 +17,7 @@ from tests.conftest import Player, upload
 
 
 def _statuses(ids: list[str]) -> list[VideoStatus]:
-    with session_scope() as session:
+    with unit_of_work() as session:
         return [session.get(Video, video_id).status for video_id in ids]
 
 
@@ -31,9 +31,8 @@ def test_a_restart_picks_up_what_the_last_run_left(
     client: TestClient, player: Player, clips: Clips
 ) -> None:
     ids = [upload(client, player, clips.landscape, f"V{i}").json()["video_id"] for i in range(2)]
-    with session_scope() as session:  # as if a worker died mid-job
+    with unit_of_work() as session:  # as if a worker died mid-job
         session.get(Video, ids[1]).status = VideoStatus.processing
-        session.commit()
     fresh_queue = LocalQueue()  # the jobs in memory died with the previous process
     worker = EmbeddedWorker(fresh_queue, concurrency=2, max_attempts=3)
     worker.start()

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from fastapi.testclient import TestClient
 
-from anb.core.db import session_scope
+from anb.core.db import unit_of_work
 from anb.core.settings import get_settings
 from anb.queue import region_of
 from anb.videos.models import Video, VideoStatus
@@ -84,7 +84,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
 
 
 def _status(video_id: str) -> VideoStatus | None:
-    with session_scope() as session:
+    with unit_of_work() as session:
         video = session.get(Video, video_id)
         return video.status if video else None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from anb.core.db import session_scope, utcnow
+from anb.core.db import unit_of_work, utcnow
 from anb.core.settings import get_settings
 from anb.storage import get_storage
 from anb.videos.models import UploadSession, incoming_key_for
@@ -33,13 +33,12 @@ def _grant(client: TestClient, player: Player, size: int = 1000) -> dict:
 
 
 def _age(video_id: str, days: int) -> None:
-    with session_scope() as session:
+    with unit_of_work() as session:
         session.execute(
             update(UploadSession)
             .where(UploadSession.video_id == video_id)
             .values(created_at=utcnow() - timedelta(days=days))
         )
-        session.commit()
 
 
 def test_open_direct_upload_grants_are_bounded(
@@ -70,7 +69,7 @@ def test_abandoned_direct_uploads_and_their_files_are_swept(
     sweep_once(get_settings())
     assert storage.size(incoming_key_for(stale["video_id"])) is None
     assert storage.size(incoming_key_for(fresh["video_id"])) is not None
-    with session_scope() as session:
+    with unit_of_work() as session:
         assert session.get(UploadSession, stale["video_id"]) is None
         assert session.get(UploadSession, fresh["video_id"]) is not None
 

@@ -1,4 +1,13 @@
-"""Database engine and sessions, created lazily once per process (and again after a fork)."""
+"""Database engine and sessions, created lazily once per process (and again after a fork).
+
+The transaction rule: a request's database work, or one step of a job, is one unit of work
+(`unit_of_work`, `in_session`, `run_db`). Services only `flush()`; the unit commits when it
+ends without an error and rolls back otherwise, so a service can neither forget its commit
+nor split the unit in two (`session.commit()` in a unit raises). What must happen only once
+the data is stored (sending a job, deleting the files of a deleted row, invalidating cached
+pages) is registered with `after_commit`; what undoes work done outside the database before
+a commit that then failed, with `on_rollback`.
+"""
 
 from __future__ import annotations
 
@@ -170,10 +179,68 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+class TransactionRuleBroken(RuntimeError):
+    """A service committed or rolled back a unit of work itself (see the module's rule)."""
+
+
+class UnitSession(Session):
+    """The session of a unit of work: only the unit ends its transaction."""
+
+    def commit(self) -> None:
+        raise TransactionRuleBroken(
+            "services flush(); the unit of work (unit_of_work, in_session, run_db) commits"
+        )
+
+    def rollback(self) -> None:
+        raise TransactionRuleBroken(
+            "services raise; the unit of work rolls back when an error leaves it"
+        )
+
+
+_AFTER_COMMIT, _ON_ROLLBACK = "anb_after_commit", "anb_on_rollback"
+
+
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Run `action` after the unit of work of `session` has committed, in the order
+    registered; an action that raises makes the unit's caller raise (the data is stored)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+def on_rollback(session: Session, action: Callable[[], object]) -> None:
+    """Run `action` if the unit of work of `session` does not commit (to undo what was done
+    outside the database for it); its errors are logged, the unit's own error is raised."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(action)
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """One request's database work, or one step of a job: committed when the block ends
+    normally, rolled back when it raises; then its `after_commit` or `on_rollback` actions
+    run, once the connection is back in the pool."""
+    session = sessionmaker(get_engine(), class_=UnitSession, expire_on_commit=False)()
+    try:
+        yield session
+        Session.commit(session)
+    except BaseException:
+        _close_quietly(session)
+        _undo(session.info.pop(_ON_ROLLBACK, []))
+        raise
+    _close_quietly(session)
+    for action in session.info.pop(_AFTER_COMMIT, []):
+        action()
+
+
+def _undo(actions: list[Callable[[], object]]) -> None:
+    for action in reversed(actions):
+        try:
+            action()
+        except Exception:
+            log.exception("undoing work of a unit that did not commit failed")
+
+
 def in_session(func: Callable[[Session], T]) -> T:
-    """`func(session)` in a session of its own, closed when it returns (what it did not
-    commit rolls back): the connection is held only meanwhile."""
-    with session_scope() as session:
+    """`func(session)` as one unit of work: the connection is held only meanwhile."""
+    with unit_of_work() as session:
         return func(session)
 
 
@@ -181,16 +248,6 @@ async def run_db(func: Callable[[Session], T]) -> T:
     """`in_session(func)` in a thread of the database pool, or `Overloaded` when the wait for
     one would be too long (see `anb.core.concurrency`)."""
     return await database_pool().run(in_session, func)
-
-
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """One session per request or job; the caller commits, anything unfinished rolls back."""
-    session = sessionmaker(get_engine(), expire_on_commit=False)()
-    try:
-        yield session
-    finally:
-        _close_quietly(session)
 
 
 def _close_quietly(session: Session) -> None:

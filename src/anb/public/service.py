@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anb.cache import Cache
-from anb.core.db import UTCDateTime, utcnow
+from anb.core.db import UTCDateTime, after_commit, utcnow
 from anb.core.errors import InvalidInput, NotFound
 from anb.core.text import search_key
 from anb.public.models import Vote
@@ -211,8 +211,7 @@ def vote(session: Session, *, cache: Cache, voter_id: str, video_id: str) -> Non
         raise PublicVideoNotFound()
     if not ballot.counted:
         raise AlreadyVoted()
-    session.commit()
-    _invalidate_scopes(cache, ballot.city_key, ballot.country_key)
+    after_commit(session, lambda: _invalidate_scopes(cache, ballot.city_key, ballot.country_key))
 
 
 @dataclass(frozen=True)
@@ -276,8 +275,7 @@ def _count_step_by_step(session: Session, voter_id: str, video_id: str) -> _Ball
     if counted:
         try:
             session.execute(insert(Vote).values(user_id=voter_id, video_id=video_id))
-        except IntegrityError:
-            session.rollback()
+        except IntegrityError:  # voted already (vote() refuses it; the unit rolls back)
             counted = False
         else:
             bump = Video.votes + 1

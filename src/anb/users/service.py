@@ -59,9 +59,8 @@ def signup(session: Session, *, data: SignupRequest, password_hash: str) -> User
     )
     session.add(user)
     try:
-        session.commit()
+        session.flush()
     except IntegrityError as exc:  # a concurrent sign-up with the same email won the race
-        session.rollback()
         raise EmailAlreadyRegistered(email) from exc
     return user
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from anb.core.db import utcnow
+from anb.core.db import after_commit, in_session, on_rollback, utcnow
 from anb.core.errors import (
     DomainError,
     Forbidden,
@@ -113,23 +113,25 @@ def _storage_failures(video_id: str) -> Iterator[None]:
 def _record_and_enqueue(
     session: Session, video: Video, *, storage: Storage, queue: JobQueue
 ) -> Video:
-    """Commit the video (its original is stored already) and enqueue its job; undo both
-    if either fails."""
+    """Record the video (its original is stored already) and send its job once that is
+    committed. Undone if either fails: a unit that does not commit deletes the original; a
+    job that cannot be sent removes the video again (`EnqueueFailed`, 503)."""
     video.task_id = new_id()
-    try:
-        session.add(video)
-        session.commit()
-    except Exception:
-        session.rollback()
-        storage.delete(video.original_key)
-        raise
-    try:
-        queue.send({"video_id": video.id, "task_id": video.task_id})
-    except Exception as exc:
-        log.exception("enqueue failed", extra={"video_id": video.id})
-        _remove(session, storage, video)
-        raise EnqueueFailed() from exc
+    session.add(video)
+    session.flush()
+    on_rollback(session, lambda: storage.delete(video.original_key))
+    job = {"video_id": video.id, "task_id": video.task_id}
+    after_commit(session, lambda: _enqueue_or_remove(job, storage=storage, queue=queue))
     return video
+
+
+def _enqueue_or_remove(job: dict[str, str], *, storage: Storage, queue: JobQueue) -> None:
+    try:
+        queue.send(job)
+    except Exception as exc:
+        log.exception("enqueue failed", extra={"video_id": job["video_id"]})
+        in_session(lambda session: _remove_by_id(session, storage, job["video_id"]))
+        raise EnqueueFailed() from exc
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,6 @@ def start_direct_upload(
         base_url=base_url,
     )
     session.add(upload)
-    session.commit()
     return DirectUpload(upload.video_id, url, fields, expires_in)
 
 
@@ -226,7 +227,6 @@ def record_completed_upload(
     turn)."""
     claim = delete(UploadSession).where(UploadSession.video_id == upload.video_id)
     if session.execute(claim).rowcount == 0:
-        session.rollback()
         return get_own_video(session, owner=owner, video_id=upload.video_id)
     video = Video(id=upload.video_id, owner_id=owner.id, title=upload.title, original_bytes=size)
     video.original_key = original_key_for(upload.video_id)
@@ -262,23 +262,23 @@ def _check_open_uploads(session: Session, *, owner: User, expires_in: int, most:
 def sweep_abandoned_uploads(session: Session, *, storage: Storage) -> int:
     """Forget every player's abandoned direct uploads and their files; how many. (S3
     buckets also expire the files by a lifecycle rule; the embedded storage has only this.)"""
-    forgotten = _forget_abandoned_uploads(session, storage=storage)
-    session.commit()
-    return forgotten
+    return _forget_abandoned_uploads(session, storage=storage)
 
 
 def _forget_abandoned_uploads(
     session: Session, *, storage: Storage, owner: User | None = None
 ) -> int:
     """Drop the direct uploads (of `owner`, or everyone's) granted over ABANDONED_AFTER ago
-    and never completed, with their files; how many."""
+    and never completed, with their files once that is committed; how many."""
     query = select(UploadSession).where(UploadSession.created_at < utcnow() - ABANDONED_AFTER)
     if owner is not None:
         query = query.where(UploadSession.owner_id == owner.id)
     stale = session.scalars(query).all()
     for upload in stale:
-        storage.delete(incoming_key_for(upload.video_id))
         session.delete(upload)
+    if stale:
+        keys = [incoming_key_for(upload.video_id) for upload in stale]
+        after_commit(session, lambda: _delete_files(storage, keys))
     return len(stale)
 
 
@@ -327,16 +327,29 @@ def delete_video(session: Session, *, owner: User, video_id: str, storage: Stora
 
 
 def _remove(session: Session, storage: Storage, video: Video) -> bool:
-    """Delete the row unless it was published meanwhile, then its files (its URLs then lead
-    nowhere). A worker still busy with it finds the row gone and discards its output."""
+    """Delete the row unless it was published meanwhile, and its files once that is
+    committed (its URLs then lead nowhere). A worker still busy with it finds the row gone
+    and discards its output."""
     unpublished = (Video.id == video.id) & (Video.status != VideoStatus.processed)
     deleted = session.execute(delete(Video).where(unpublished)).rowcount
-    session.commit()
     if not deleted:
         return False
     session.expunge(video)
-    try:
-        storage.delete(*[key for key in (video.original_key, video.processed_key) if key])
-    except Exception:
-        log.exception("could not delete the files of a deleted video", extra={"video_id": video.id})
+    keys = [key for key in (video.original_key, video.processed_key) if key]
+    after_commit(session, lambda: _delete_files(storage, keys, video_id=video.id))
     return True
+
+
+def _remove_by_id(session: Session, storage: Storage, video_id: str) -> None:
+    video = session.get(Video, video_id)
+    if video is not None:
+        _remove(session, storage, video)
+
+
+def _delete_files(storage: Storage, keys: list[str], *, video_id: str | None = None) -> None:
+    """After the rows are gone: a file left behind costs storage, not correctness (S3's
+    lifecycle rules and the sweeper catch some), so it is logged, not raised."""
+    try:
+        storage.delete(*keys)
+    except Exception:
+        log.exception("could not delete the files of deleted rows", extra={"video_id": video_id})

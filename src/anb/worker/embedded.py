@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from anb.core.db import session_scope
+from anb.core.db import in_session
 from anb.queue.local import LocalQueue
 from anb.videos.service import unfinished_jobs
 from anb.worker.batch import handle_batch
@@ -26,8 +26,7 @@ class EmbeddedWorker:
 
     def start(self) -> None:
         """Enqueue what a previous run left unfinished, then start consuming."""
-        with session_scope() as session:
-            jobs = unfinished_jobs(session)
+        jobs = in_session(unfinished_jobs)
         for job in jobs:
             self.queue.send(job)
         if jobs:

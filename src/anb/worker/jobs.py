@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from anb.cache import Cache
-from anb.core.db import session_scope, utcnow
+from anb.core.db import unit_of_work, utcnow
 from anb.core.settings import Settings
 from anb.processing import pipeline
 from anb.processing.probe import UnacceptableVideo, UploadRules, check_upload
@@ -148,7 +148,7 @@ class Worker:
         return False
 
     def _publish(self, job: Job, claim: Claim, key: str) -> Outcome:
-        with session_scope() as session:
+        with unit_of_work() as session:
             published = session.execute(
                 update(Video)
                 .where(
@@ -164,14 +164,15 @@ class Worker:
                     error=None,
                 )
             ).rowcount
-            session.commit()
             if published:
                 owner = session.get(User, claim.owner_id)
-                if owner is not None:
-                    invalidate_views_of(self.cache, owner)
-                self._remove_other_outputs(job.video_id, keep=key)
-                return Outcome.processed
-            status = session.scalar(select(Video.status).where(Video.id == job.video_id))
+            else:
+                status = session.scalar(select(Video.status).where(Video.id == job.video_id))
+        if published:
+            if owner is not None:
+                invalidate_views_of(self.cache, owner)
+            self._remove_other_outputs(job.video_id, keep=key)
+            return Outcome.processed
         self.storage.delete(key)  # deleted meanwhile, or another attempt owns the video
         if status is None or status in (VideoStatus.processed, VideoStatus.failed):
             return Outcome.skipped
@@ -195,7 +196,7 @@ class Claim:
 def _claim(job: Job) -> Claim | None:
     """Take the video for this attempt, or None when there is nothing to do."""
     token = str(uuid.uuid4())
-    with session_scope() as session:
+    with unit_of_work() as session:
         claimed = session.execute(
             update(Video)
             .where(
@@ -205,12 +206,11 @@ def _claim(job: Job) -> Claim | None:
             )
             .values(status=VideoStatus.processing, claim_token=token)
         ).rowcount
-        session.commit()
-        if not claimed:
-            log.info("nothing to do: the video is processed, failed or deleted")
-            return None
-        video = session.get(Video, job.video_id)
-        return Claim(token=token, original_key=video.original_key, owner_id=video.owner_id)
+        video = session.get(Video, job.video_id) if claimed else None
+    if video is None:
+        log.info("nothing to do: the video is processed, failed or deleted")
+        return None
+    return Claim(token=token, original_key=video.original_key, owner_id=video.owner_id)
 
 
 def _fail_or_skip(job: Job, reason: str) -> Outcome:
@@ -220,11 +220,10 @@ def _fail_or_skip(job: Job, reason: str) -> Outcome:
 def _mark_failed(job: Job, reason: str, cause: BaseException | None = None) -> bool:
     """Mark the video failed with a reason for the player, unless it is finished already."""
     log.warning("video failed: %s", reason, exc_info=cause)
-    with session_scope() as session:
+    with unit_of_work() as session:
         marked = session.execute(
             update(Video)
             .where(Video.id == job.video_id, Video.status.in_(RETRIABLE))
             .values(status=VideoStatus.failed, error=reason, claim_token=None)
         ).rowcount
-        session.commit()
     return bool(marked)
