@@ -5,16 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from anb.core import ratelimit
+from anb.cache import ratelimit
+from anb.cache.deps import CacheDep
 from anb.core.db import run_db
-from anb.core.deps import (
-    CacheDep,
-    CurrentCaller,
-    FileUrls,
-    OptionalCaller,
-    SettingsDep,
-    VideoId,
-)
+from anb.core.deps import SettingsDep, VideoId
 from anb.core.responses import error_responses
 from anb.core.text import NO_NUL
 from anb.public import service
@@ -28,6 +22,8 @@ from anb.public.pages import (
     VIDEOS_PER_PAGE,
 )
 from anb.public.schemas import PublicVideo, RankingEntry, VoteRecorded
+from anb.storage.deps import FileUrls
+from anb.users.deps import CurrentCaller, OptionalCaller
 
 PREFIX = "/api/public"
 router = APIRouter(prefix=PREFIX, tags=["public"])

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from anb.core.deps import SettingsDep, StorageDep
+from anb.core.deps import SettingsDep
 from anb.core.errors import Forbidden, InvalidInput, NotFound
 from anb.core.multipart import read_request_form
 from anb.core.responses import error_responses
 from anb.core.security import signature_matches
+from anb.storage.deps import StorageDep
 from anb.storage.local import LocalStorage, signed_url_is_valid, upload_policy
 
 router = APIRouter(tags=["files"], include_in_schema=False)

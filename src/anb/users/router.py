@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from anb.core import ratelimit, security
+from anb.cache import ratelimit
+from anb.cache.deps import CacheDep
+from anb.core import security
 from anb.core.concurrency import password_pool
 from anb.core.db import run_db
-from anb.core.deps import CacheDep, SettingsDep
+from anb.core.deps import SettingsDep
 from anb.core.responses import error_responses
 from anb.users import service
 from anb.users.emails import normalized_email

@@ -8,12 +8,15 @@ from fastapi import APIRouter, Request, status
 
 from anb.core.concurrency import Overloaded, storage_pool
 from anb.core.db import run_db
-from anb.core.deps import CurrentCaller, FileUrls, QueueDep, SettingsDep, StorageDep, VideoId
+from anb.core.deps import SettingsDep, VideoId
 from anb.core.errors import InvalidInput
 from anb.core.multipart import read_request_form
 from anb.core.responses import error_responses
 from anb.processing.probe import UploadRules
+from anb.queue.deps import QueueDep
 from anb.storage import Storage
+from anb.storage.deps import FileUrls, StorageDep
+from anb.users.deps import CurrentCaller
 from anb.videos import service
 from anb.videos.models import Video
 from anb.videos.schemas import (

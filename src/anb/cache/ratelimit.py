@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from anb.cache import Cache
+from anb.cache.base import Cache
 from anb.core.errors import TooManyRequests
 
 
