@@ -206,9 +206,22 @@ def _poll_process(env_extra: dict[str, str] | None = None) -> subprocess.Popen:
 
 def test_sigterm_while_idle_exits_cleanly(queues: Queues) -> None:
     poller = _poll_process()
-    time.sleep(3)
+    seen: list[str] = []
+    polling = threading.Event()
+
+    def read_output() -> None:
+        for line in poller.stdout:
+            seen.append(line)
+            if "polling" in line:
+                polling.set()  # its signal handlers are in place: they come first
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
+    assert polling.wait(60), "".join(seen)
     poller.send_signal(signal.SIGTERM)
-    assert poller.wait(15) == 0, poller.stdout.read()
+    assert poller.wait(15) == 0, "".join(seen)
+    reader.join(5)
+    assert "stopped cleanly" in "".join(seen)
 
 
 def test_sigterm_mid_job_finishes_the_job_then_exits_cleanly(

@@ -8,6 +8,7 @@ import threading
 from anb.core.db import in_session
 from anb.queue.local import LocalQueue
 from anb.videos.service import unfinished_jobs
+from anb.worker.backoff import retry_delay
 from anb.worker.batch import handle_batch
 
 log = logging.getLogger(__name__)
@@ -61,5 +62,5 @@ class EmbeddedWorker:
         if attempt >= self.max_attempts:
             log.error("dropping a job after %d attempts: %s", attempt, record["body"][:200])
             return
-        delay = min(RETRY_BASE_SECONDS * 2 ** (attempt - 1), RETRY_MAX_SECONDS)
+        delay = retry_delay(attempt, base=RETRY_BASE_SECONDS, cap=RETRY_MAX_SECONDS)
         self.queue.retry(record, delay_seconds=delay)

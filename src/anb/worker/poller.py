@@ -9,6 +9,7 @@ already in flight brings, see `Poller.run`), flushes metrics and exits 0.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 
 from anb.core import observability
 from anb.core.settings import Settings
+from anb.worker.backoff import retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class Poller:
         count, but also forget the real attempts; shorter polls would only narrow the
         window, at the price of more empty receives."""
         slots = self.settings.worker_concurrency
+        log.info("polling %s for up to %d jobs at once", self.queue_url, slots)
         running: set[Future] = set()
         with ThreadPoolExecutor(slots, thread_name_prefix="anb-job") as pool:
             while not self.stopping.is_set():
@@ -140,8 +143,8 @@ class Poller:
     def _retry_later(self, message: dict[str, Any]) -> None:
         """Make a failed message visible again after a backoff growing with its receives."""
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        delay = min(self.retry_base_seconds * 2 ** (receives - 1), RETRY_MAX_SECONDS)
-        self._change_visibility(message["ReceiptHandle"], delay)
+        delay = retry_delay(receives, base=self.retry_base_seconds, cap=RETRY_MAX_SECONDS)
+        self._change_visibility(message["ReceiptHandle"], math.ceil(delay))
 
     def _change_visibility(self, receipt_handle: str, seconds: int) -> None:
         try:
