@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.exceptions import RedisError
+from redis.exceptions import LockNotOwnedError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,6 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return {count, redis.call('TTL', KEYS[1])}
 """
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
 class RedisCache:
@@ -73,16 +71,23 @@ class RedisCache:
         value = self.get(key)
         if value is not None:
             return value
-        token = str(uuid.uuid4())
-        lock = f"{key}:lock"
-        if self._safely(lambda: self.client.set(lock, token, nx=True, ex=LOCK_SECONDS), True):
+        lock = self.client.lock(f"{key}:lock", timeout=LOCK_SECONDS)
+        if self._safely(lambda: lock.acquire(blocking=False), True):
             try:
                 value = compute()
                 self.set(key, value, ttl_seconds=ttl_seconds)
                 return value
             finally:
-                self._safely(lambda: self.client.eval(_RELEASE, 1, lock, token), None)
+                self._release(lock)
         return self._wait_for(key) or compute()
+
+    def _release(self, lock: Any) -> None:
+        try:
+            lock.release()
+        except LockNotOwnedError:
+            pass  # it expired meanwhile (computing took over LOCK_SECONDS): not ours any more
+        except RedisError as error:
+            self._warn(error)
 
     def _wait_for(self, key: str) -> str | None:
         """Another process is computing `key`: wait a little for its result."""
@@ -101,8 +106,11 @@ class RedisCache:
         try:
             return call()
         except RedisError as error:
-            now = time.monotonic()
-            if now - self._last_warning > WARN_EVERY_SECONDS:
-                self._last_warning = now
-                log.warning("Redis unavailable, answering from the database: %s", error)
+            self._warn(error)
             return fallback
+
+    def _warn(self, error: RedisError) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > WARN_EVERY_SECONDS:
+            self._last_warning = now
+            log.warning("Redis unavailable, answering from the database: %s", error)
