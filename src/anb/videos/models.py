@@ -17,6 +17,9 @@ class VideoStatus(enum.StrEnum):
     failed = "failed"
 
 
+TITLE_MAX_CHARS = 200  # a video's title, in every rule and message about it
+
+
 class Video(Base):
     __tablename__ = "videos"
     __table_args__ = (
@@ -26,7 +29,7 @@ class Video(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_CHARS))
     status: Mapped[VideoStatus] = mapped_column(
         Enum(VideoStatus, native_enum=False, length=20, validate_strings=True),
         default=VideoStatus.uploaded,
@@ -52,7 +55,7 @@ class UploadSession(Base):
 
     video_id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_CHARS))
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -12,7 +12,7 @@ from pydantic import (
 
 from anb.core.responses import Timestamp
 from anb.core.text import NO_NUL
-from anb.videos.models import VideoStatus
+from anb.videos.models import TITLE_MAX_CHARS, VideoStatus
 
 
 class _OmitsErrorUnlessFailed(BaseModel):
@@ -56,7 +56,9 @@ class VideoDeleted(BaseModel):
 class DirectUploadRequest(BaseModel):
     title: Annotated[
         str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL),
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS, pattern=NO_NUL
+        ),
     ]
     size: Annotated[int, Field(gt=0, description="The file's size in bytes")]
 

@@ -28,6 +28,7 @@ from anb.storage import Storage
 from anb.users.models import User, new_id
 from anb.users.service import AccountGone
 from anb.videos.models import (
+    TITLE_MAX_CHARS,
     UploadSession,
     Video,
     VideoStatus,
@@ -36,8 +37,6 @@ from anb.videos.models import (
 )
 
 log = logging.getLogger(__name__)
-
-TITLE_MAX_CHARS = 200
 
 
 class VideoNotFound(NotFound):
@@ -70,7 +69,7 @@ class StorageFailed(Unavailable):
 def clean_title(title: str | None) -> str:
     cleaned = (title or "").strip()
     if not cleaned:
-        raise InvalidInput("title: campo requerido (texto de 1 a 200 caracteres).")
+        raise InvalidInput(f"title: campo requerido (texto de 1 a {TITLE_MAX_CHARS} caracteres).")
     if "\x00" in cleaned:
         raise InvalidInput("title: contiene caracteres no válidos.")
     if len(cleaned) > TITLE_MAX_CHARS:
