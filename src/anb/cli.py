@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from anb.core.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from anb.core.migrations import Upgrade
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Alembic's INFO lines (plugins set up, DDL assumed, each step) are for whoever debugs a
+    # migration; the commands say what changed in their own words
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return args.run(args)
     except ValidationError as exc:
@@ -56,41 +65,128 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from anb.api import create_app
     from anb.core.migrations import upgrade_to_head
-    from anb.core.observability import worker_logger
+    from anb.core.observability import keep_metrics_off_the_console, worker_logger
     from anb.queue import get_queue
     from anb.queue.local import LocalQueue
     from anb.worker.embedded import EmbeddedWorker
     from anb.worker.sweep import Sweeper
 
     settings = get_settings()
-    upgrade_to_head()
+    upgrade = upgrade_to_head()
     sweeper = Sweeper(settings)
     sweeper.start()
     queue = get_queue()
     worker = None
     if isinstance(queue, LocalQueue):  # only an in-process queue is consumed in-process
+        keep_metrics_off_the_console()
         worker_logger()
         worker = EmbeddedWorker(
             queue, concurrency=settings.worker_concurrency, max_attempts=settings.max_attempts
         )
         worker.start()
+    host, port = args.host or settings.host, args.port or settings.port
+    lines = _banner(settings, url=_url(host, port), embedded_worker=worker is not None)
+    if upgrade.changed:
+        lines.append(f"  database: {_schema_change(upgrade)}")
     try:
-        uvicorn.run(
-            create_app(),
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            proxy_headers=False,  # the app believes ANB_TRUSTED_PROXIES only
-            log_level="info",
-        )
+        _run_server(create_app(), host=host, port=port, banner="\n".join(lines))
     finally:
         sweeper.stop()
         if worker is not None:
             worker.stop()
     return 0
+
+
+def _run_server(app: Any, *, host: str, port: int, banner: str) -> None:
+    """Uvicorn, with the banner in place of its own start lines, once it listens (a port
+    already taken prints Uvicorn's error alone)."""
+    import uvicorn
+
+    class BannerServer(uvicorn.Server):
+        async def startup(self, sockets: list | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print(banner, file=sys.stderr, flush=True)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=False,  # the app believes ANB_TRUSTED_PROXIES only
+        log_level="info",  # the access log
+    )
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C, re-raised once Uvicorn has stopped
+        BannerServer(config).run()
+
+
+def _url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"  # every interface: this machine's own name reaches it
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _banner(settings: Settings, *, url: str, embedded_worker: bool) -> list[str]:
+    """What a person starting `anb serve` needs: where it answers, what it runs on."""
+    backends = _backends(settings)
+    mode = "embedded" if all(local for local, _ in backends) else "services"
+    jobs = settings.worker_concurrency
+    worker = (
+        f"running in this process, {jobs} video{'s' if jobs > 1 else ''} at a time"
+        if embedded_worker
+        else "not in this process: `anb poll` processes the SQS queue"
+    )
+    return [
+        f"ANB Rising Stars Showcase API on {url}  (Ctrl+C stops it)",
+        f"  docs:     {url}/docs",
+        f"  mode:     {mode}: {', '.join(text for _, text in backends)}",
+        f"  worker:   {worker}",
+    ]
+
+
+def _backends(settings: Settings) -> list[tuple[bool, str]]:
+    """(local?, description) of the database, storage, queue and cache; never a secret."""
+    return [_database(settings), _storage(settings), _queue(settings), _cache(settings)]
+
+
+def _database(settings: Settings) -> tuple[bool, str]:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        return True, f"SQLite {url.database}"
+    return False, f"PostgreSQL {url.database} on {url.host}:{url.port or 5432}"
+
+
+def _storage(settings: Settings) -> tuple[bool, str]:
+    if settings.storage_url and settings.storage_url.startswith("s3://"):
+        return False, f"S3 {settings.storage_url}"
+    return True, f"files in {settings.media_dir.resolve()}"
+
+
+def _queue(settings: Settings) -> tuple[bool, str]:
+    if settings.queue_url == "local":
+        return True, "in-process queue"
+    return False, f"SQS {settings.queue_url.rstrip('/').rsplit('/', 1)[-1]}"
+
+
+def _cache(settings: Settings) -> tuple[bool, str]:
+    if settings.cache_url.startswith("memory://"):
+        return True, "in-memory cache"
+    url = urlsplit(settings.cache_url)
+    return False, f"Redis {url.hostname}:{url.port or 6379}"
+
+
+def _schema_change(upgrade: Upgrade) -> str:
+    if not upgrade.changed:
+        return f"at the latest schema ({upgrade.after})"
+    if upgrade.before is None:
+        return f"schema created ({upgrade.after})"
+    return f"schema upgraded from {upgrade.before} to {upgrade.after}"
 
 
 def _poll(_args: argparse.Namespace) -> int:
@@ -147,8 +243,7 @@ def _progress_bar(fraction: float) -> None:
 def _migrate(_args: argparse.Namespace) -> int:
     from anb.core.migrations import upgrade_to_head
 
-    upgrade_to_head()
-    print("database is at the latest schema", file=sys.stderr)
+    print(f"database: {_schema_change(upgrade_to_head())}", file=sys.stderr)
     return 0
 
 

@@ -29,8 +29,8 @@ class Readiness(BaseModel):
     components: dict[str, str]
 
 
-@router.get("/health", response_model=Health)
-@router.get("/api/health", response_model=Health)
+@router.get("/health", response_model=Health, summary="Liveness, for the load balancer")
+@router.get("/api/health", response_model=Health, summary="Liveness")
 async def health() -> Health:
     """Liveness: answered by the event loop itself, never behind application work."""
     return Health(status="healthy")
@@ -49,7 +49,12 @@ CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
-@router.get("/api/health/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+@router.get(
+    "/api/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness}},
+    summary="Readiness: database, storage, queue and cache answer",
+)
 async def ready() -> JSONResponse:
     """Runs outside the request pools (a saturated pool must not read as a dependency down);
     each check is bounded by its client's own timeouts."""

@@ -50,7 +50,7 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [_describe(error) for error in exc.errors()]
-    first = errors[0] if errors else {"location": "body", "field": "body", "message": "inválido"}
+    first = errors[0] if errors else {"location": "body", "field": "body", "message": INVALID_VALUE}
     place = _PLACES.get(first["location"])
     if place:
         detail = f"Parámetro inválido {place}: {first['field']}"
@@ -61,13 +61,87 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _describe(error: dict[str, Any]) -> dict[str, str]:
     location, *path = [str(part) for part in error.get("loc", ("body",))]
-    if error.get("type") == "json_invalid":
-        return {"location": location, "field": "body", "message": "el JSON no es válido"}
-    field = ".".join(path) or location
-    message = str(error.get("msg", "valor inválido"))
-    if error.get("type") == "missing":
-        message = "campo requerido"
-    return {"location": location, "field": field, "message": message}
+    if error.get("type") == "json_invalid":  # its path is a character offset, not a field
+        return {"location": location, "field": "body", "message": _message(error)}
+    return {"location": location, "field": ".".join(path) or location, "message": _message(error)}
+
+
+INVALID_VALUE = "valor inválido"
+"""For an error type without a translation: pydantic's own text is English."""
+
+_MESSAGES = {
+    "missing": "campo requerido",
+    "extra_forbidden": "campo no permitido",
+    "json_invalid": "el JSON no es válido",
+    "json_type": "debe ser un texto JSON",
+    "model_type": "debe ser un objeto JSON",
+    "model_attributes_type": "debe ser un objeto JSON",
+    "dict_type": "debe ser un objeto JSON",
+    "mapping_type": "debe ser un objeto JSON",
+    "list_type": "debe ser una lista",
+    "tuple_type": "debe ser una lista",
+    "set_type": "debe ser una lista",
+    "iterable_type": "debe ser una lista",
+    "too_short": "debe tener al menos {min_length} elementos",
+    "too_long": "debe tener como máximo {max_length} elementos",
+    "string_type": "debe ser un texto",
+    "string_unicode": "debe ser un texto UTF-8 válido",
+    "string_too_short": "debe tener al menos {min_length} caracteres",
+    "string_too_long": "debe tener como máximo {max_length} caracteres",
+    "string_pattern_mismatch": "contiene caracteres no permitidos",
+    "bool_type": "debe ser true o false",
+    "bool_parsing": "debe ser true o false",
+    "int_type": "debe ser un número entero",
+    "int_parsing": "debe ser un número entero",
+    "int_from_float": "debe ser un número entero",
+    "int_parsing_size": "es un número demasiado grande",
+    "float_type": "debe ser un número",
+    "float_parsing": "debe ser un número",
+    "finite_number": "debe ser un número finito",
+    "greater_than": "debe ser mayor que {gt}",
+    "greater_than_equal": "debe ser mayor o igual que {ge}",
+    "less_than": "debe ser menor que {lt}",
+    "less_than_equal": "debe ser menor o igual que {le}",
+    "multiple_of": "debe ser múltiplo de {multiple_of}",
+    "literal_error": "debe ser uno de estos valores: {expected}",
+    "enum": "debe ser uno de estos valores: {expected}",
+    "none_required": "debe ser null",
+    "uuid_type": "debe ser un UUID",
+    "uuid_parsing": "debe ser un UUID",
+    "url_type": "debe ser una URL",
+    "url_parsing": "debe ser una URL válida",
+    "date_type": "debe ser una fecha (AAAA-MM-DD)",
+    "date_parsing": "debe ser una fecha (AAAA-MM-DD)",
+    "datetime_type": "debe ser una fecha y hora ISO 8601",
+    "datetime_parsing": "debe ser una fecha y hora ISO 8601",
+}
+"""Spanish for pydantic's error types, with its `ctx` values filled in: players read them."""
+
+_EMAIL_ERROR = "value is not a valid email address"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    context = error.get("ctx") or {}
+    if kind in ("value_error", "assertion_error"):
+        return _value_error(error, context)
+    if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
+        return "no puede estar vacío"
+    if "expected" in context:  # literal_error and enum: "'a', 'b' or 'c'"
+        context = {**context, "expected": str(context["expected"]).replace(" or ", " o ")}
+    try:
+        return _MESSAGES.get(kind, INVALID_VALUE).format_map(context)
+    except (KeyError, IndexError, ValueError):  # a context without the expected values
+        return INVALID_VALUE
+
+
+def _value_error(error: dict[str, Any], context: dict[str, Any]) -> str:
+    """Email addresses are refused by pydantic (in English); any other value error is raised
+    by the API's own validators, whose message is written for players."""
+    if str(error.get("msg", "")).startswith(_EMAIL_ERROR):
+        return "no es una dirección de correo electrónico válida"
+    reason = context.get("error")
+    return str(reason) if reason else INVALID_VALUE
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:

@@ -44,6 +44,7 @@ Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX)]
 
 @router.get(
     VIDEOS_PATH.removeprefix(PREFIX),
+    summary="List the public (processed) videos",
     response_model=list[PublicVideo],
     responses=error_responses(400, 401, 503),
 )
@@ -88,6 +89,7 @@ def _json(body: str, headers: dict[str, str] | None = None) -> Response:
 
 @router.post(
     "/videos/{video_id}/vote",
+    summary="Vote for a public video (once per player)",
     response_model=VoteRecorded,
     responses=error_responses(400, 401, 404, 429, 503),
 )
@@ -109,6 +111,7 @@ async def vote(
 
 @router.get(
     RANKINGS_PATH.removeprefix(PREFIX),
+    summary="Players ranked by their videos' votes",
     response_model=list[RankingEntry],
     responses=error_responses(400, 503),
 )

@@ -21,6 +21,7 @@ TOO_MANY_SIGNUPS = "Demasiados registros desde esta dirección; inténtalo de nu
 
 @router.post(
     "/signup",
+    summary="Create a player account",
     status_code=status.HTTP_201_CREATED,
     response_model=SignupResponse,
     responses=error_responses(400, 429, 503),
@@ -51,7 +52,12 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/login", response_model=TokenResponse, responses=error_responses(400, 401, 429, 503))
+@router.post(
+    "/login",
+    summary="Sign in: an access token for the Authorization header",
+    response_model=TokenResponse,
+    responses=error_responses(400, 401, 429, 503),
+)
 async def login(
     data: LoginRequest, request: Request, settings: SettingsDep, cache: CacheDep
 ) -> TokenResponse:

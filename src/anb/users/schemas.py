@@ -14,7 +14,7 @@ Name = Annotated[
 
 def _not_blank(value: str) -> str:
     if not value.strip():
-        raise ValueError("must not be blank")
+        raise ValueError("no puede estar en blanco")
     return value
 
 
@@ -25,8 +25,8 @@ def _strip(value: object) -> object:
 def _not_look_alike(address: str) -> str:
     if mixes_confusable_scripts(address):
         raise ValueError(
-            "the part before @ mixes Latin letters with Cyrillic or Greek ones, as addresses"
-            " made to look like another do"
+            "la parte antes de @ mezcla letras latinas con cirílicas o griegas, como hacen las"
+            " direcciones hechas para parecerse a otra"
         )
     return address
 

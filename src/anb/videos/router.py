@@ -10,8 +10,9 @@ from anb.core.concurrency import Overloaded, storage_pool
 from anb.core.db import run_db
 from anb.core.deps import SettingsDep, VideoId
 from anb.core.errors import InvalidInput
-from anb.core.multipart import read_request_form
+from anb.core.multipart import MalformedForm, StreamedForm, read_request_form
 from anb.core.responses import error_responses
+from anb.core.settings import Settings
 from anb.processing.probe import UploadRules
 from anb.queue.deps import QueueDep
 from anb.storage import Storage
@@ -63,10 +64,10 @@ async def upload_video(
     storage: StorageDep,
     queue: QueueDep,
 ) -> UploadAccepted:
-    form = await read_request_form(request, file_field="video_file", settings=settings)
+    form = await _upload_form(request, settings)
     try:
         if "video_file" not in form.files:
-            raise InvalidInput("video_file: campo requerido (archivo de video MP4).")
+            raise InvalidInput(f"video_file: campo requerido. {UPLOAD_FIELDS}")
         title = service.clean_title(form.fields.get("title"))
         await run_db(caller.user)  # a deleted account stores nothing
         video = await storage_pool().run(
@@ -89,6 +90,19 @@ async def upload_video(
         task_id=video.task_id,
         video_id=video.id,
     )
+
+
+UPLOAD_FIELDS = "Envía el video MP4 en el campo video_file y el título en title."
+
+
+async def _upload_form(request: Request, settings: Settings) -> StreamedForm:
+    """The upload's form. One that cannot be read names the fields expected: the usual cause
+    is a video sent under another name (`file`), refused as an unexpected file once it passes
+    1 MiB, so the player never learns that `video_file` was missing."""
+    try:
+        return await read_request_form(request, file_field="video_file", settings=settings)
+    except MalformedForm as exc:
+        raise InvalidInput(f"video_file: {exc.detail} {UPLOAD_FIELDS}") from exc
 
 
 @asynccontextmanager
@@ -181,7 +195,12 @@ async def complete_direct_upload(
     )
 
 
-@router.get("", response_model=list[VideoSummary], responses=error_responses(401, 503))
+@router.get(
+    "",
+    summary="List my videos, newest first",
+    response_model=list[VideoSummary],
+    responses=error_responses(401, 503),
+)
 async def list_my_videos(caller: CurrentCaller, urls: FileUrls) -> list[VideoSummary]:
     """The signed-in player's videos, newest first."""
     videos = await run_db(lambda session: service.list_videos(session, owner_id=caller.user_id))
@@ -191,7 +210,12 @@ async def list_my_videos(caller: CurrentCaller, urls: FileUrls) -> list[VideoSum
     ]
 
 
-@router.get("/{video_id}", response_model=VideoRead, responses=error_responses(401, 403, 404, 503))
+@router.get(
+    "/{video_id}",
+    summary="One of my videos, with its download URLs",
+    response_model=VideoRead,
+    responses=error_responses(401, 403, 404, 503),
+)
 async def get_my_video(video_id: VideoId, caller: CurrentCaller, urls: FileUrls) -> VideoRead:
     video = await run_db(
         lambda session: service.get_own_video(
@@ -207,6 +231,7 @@ async def get_my_video(video_id: VideoId, caller: CurrentCaller, urls: FileUrls)
 
 @router.delete(
     "/{video_id}",
+    summary="Delete one of my videos (until it is published)",
     response_model=VideoDeleted,
     responses=error_responses(400, 401, 403, 404, 503),
 )
