@@ -1,4 +1,4 @@
-"""Locust users of the capacity tests (started by scripts/loadtest, which seeds the data).
+"""Locust users of the capacity tests (started by benchmarks.loadtest, which seeds the data).
 
 - `UploadUser`: a player logs in once, then uploads a real 1080p MP4 through the API
   (`POST /api/videos/upload`) again and again.
@@ -8,7 +8,7 @@
 - `PublicUser`: the public: lists of published videos (all, by city), city rankings, votes
   (one per video per user), and logins now and then.
 
-Environment: LOADTEST_SEED (JSON written by scripts/loadtest: accounts, password, public
+Environment: LOADTEST_SEED (JSON written by benchmarks.loadtest: accounts, password, public
 video ids, cities), LOADTEST_UPLOAD (the MP4 the uploaders send), LOADTEST_ACCOUNT_OFFSET
 (first account of this run), LOADTEST_REQUESTS (CSV written at exit: one row per request,
 for windows and time series that Locust's own CSVs do not give).

@@ -1,6 +1,6 @@
 """The floor of the API's stack: a bare FastAPI app that answers recorded responses from memory.
 
-Run under the same Gunicorn + Uvicorn settings as the API (scripts/bench_api does it), it
+Run under the same Gunicorn + Uvicorn settings as the API (benchmarks.api does it), it
 costs what the stack costs without the application: HTTP parsing, routing, the response
 bytes. Each route of the API that was recorded answers, for the same query string, the same
 status, headers and body; a POST reads its whole request body first (an upload is received
@@ -10,7 +10,7 @@ Environment: BASELINE_RESPONSES, a JSON file of recorded answers:
 [{"method", "route" (a FastAPI path template), "query", "status", "headers": [[name, value]],
 "body_b64"}]. An unrecorded query answers 404.
 
-Usage: gunicorn -k uvicorn_worker.UvicornWorker 'loadtests.baseline_app:create_app()'
+Usage: gunicorn -k uvicorn_worker.UvicornWorker 'benchmarks.baseline_app:create_app()'
 """
 
 from __future__ import annotations

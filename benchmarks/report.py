@@ -1,18 +1,15 @@
 """Statistics over the per-request logs of the Locust runs, the summary in Markdown, and the
-plots of the report."""
+plots of the report (matplotlib, of the `load` extra, is imported only to draw them)."""
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
+from importlib.util import find_spec
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 SLO_P95_MS = 1000.0
 SLO_ERROR_RATE = 0.05
@@ -308,12 +305,32 @@ def upload_size(workload: dict) -> str:
 
 # --- plots -----------------------------------------------------------------------------------
 
+
+def require_load_extra(*modules: str) -> None:
+    """Exit before any load runs if matplotlib (or one of `modules`) is missing, rather than
+    after the run, when the plots are drawn."""
+    missing = [name for name in ("matplotlib", *modules) if find_spec(name) is None]
+    if missing:
+        sys.exit(f"{', '.join(missing)} not installed: .venv/bin/pip install -e '.[load]'")
+
+
+def pyplot():
+    """matplotlib's pyplot, drawing to files (the Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
 ARRIVAL_STYLE = {"all": "s--", "ramped": "o-"}
 
 
 def plot_ramps(workloads: list[dict], target: Path) -> None:
     """Users -> p95 (hold window) and error rate: a row per scenario, a colour per workload,
     a line style per arrival pattern."""
+    plt = pyplot()
     scenarios = list(dict.fromkeys(workload["scenario"] for workload in workloads))
     fig, axes = plt.subplots(
         len(scenarios), 2, figsize=(12, 4 * len(scenarios)), squeeze=False, layout="constrained"
@@ -348,6 +365,7 @@ def plot_ramps(workloads: list[dict], target: Path) -> None:
 def plot_capacity(workloads: list[dict], target: Path) -> None:
     """Max users at the SLO per workload and arrival pattern; API and moto CPU-ms per upload
     per upload workload."""
+    plt = pyplot()
     uploads = [workload for workload in workloads if workload["upload_bytes"] is not None]
     fig, axes = plt.subplots(
         1, 2 if uploads else 1, figsize=(13, 4.6), squeeze=False, layout="constrained"
@@ -370,6 +388,7 @@ def plot_capacity(workloads: list[dict], target: Path) -> None:
 
 def plot_timelines(workloads: list[dict], target: Path) -> None:
     """Each workload's phases end to end: users and p95 per 5 s bin."""
+    plt = pyplot()
     fig, axes = plt.subplots(
         len(workloads), 1, figsize=(12, 3.6 * len(workloads)), squeeze=False, layout="constrained"
     )
@@ -401,6 +420,7 @@ def plot_timelines(workloads: list[dict], target: Path) -> None:
 
 def plot_worker(results: list[dict], target: Path) -> None:
     """Videos/min per worker count and input size; queue depth over time."""
+    plt = pyplot()
     sizes = sorted({result["input_mb"] for result in results})
     workers = sorted({result["workers"] for result in results})
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
@@ -442,4 +462,4 @@ def _grouped_bars(axis, groups: list[str], bars: dict[str, list[float]], fmt: st
 
 def _save(fig, target: Path) -> None:
     fig.savefig(target, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)

@@ -1,26 +1,22 @@
 """The services a load test needs, started and stopped by the test itself: a fresh
 PostgreSQL database, Redis db 14, moto's S3/SQS server in a subprocess, Gunicorn; seed data
-written with the app's own models; CPU accounting of each process group from /proc."""
+written with the app's own models."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
+from benchmarks.processes import BIN, free_port, stop, wait_http
+
 POSTGRES_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "postgres"}
 REDIS_URL = "redis://127.0.0.1:6379/14"
 AWS_ENV = {
@@ -36,36 +32,6 @@ CITIES = [
     ("Lima", "Perú"),
     ("Quito", "Ecuador"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
-def stop(process: subprocess.Popen | None, timeout: float = 30) -> None:
-    """SIGTERM, then SIGKILL after `timeout` s."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @dataclass
@@ -111,7 +77,7 @@ class Stack:
                 "ANB_JWT_SECRET": "load-test-secret-" + uuid.uuid4().hex,
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
             }
-            subprocess.run([str(VENV_BIN / "anb"), "migrate"], env=self.child_env(), check=True)
+            subprocess.run([str(BIN / "anb"), "migrate"], env=self.child_env(), check=True)
             self.use_in_this_process()
         except BaseException:
             self.__exit__(None, None, None)
@@ -198,7 +164,7 @@ def gunicorn_serving(
     `ready_path` answers."""
     port = free_port()
     command = [
-        str(VENV_BIN / "gunicorn"), "-k", "uvicorn_worker.UvicornWorker", app,
+        str(BIN / "gunicorn"), "-k", "uvicorn_worker.UvicornWorker", app,
         "-w", str(workers), "--bind", f"127.0.0.1:{port}",
         "--graceful-timeout", "10", "--timeout", "120",
     ]  # fmt: skip
@@ -218,14 +184,14 @@ def gunicorn_serving(
 def seed_users(prefix: str, count: int) -> list[str]:
     """`count` players (emails `prefix-N@load.test`, password PASSWORD), inserted with the
     app's model; one argon2 hash is computed and shared (same password)."""
-    from anb.core.db import session_scope
+    from anb.core.db import unit_of_work
     from anb.core.security import hash_password
     from anb.core.text import search_key
     from anb.users.models import User
 
     password_hash = hash_password(PASSWORD)
     emails = [f"{prefix}-{n}@load.test" for n in range(count)]
-    with session_scope() as session:
+    with unit_of_work() as session:
         for n, email in enumerate(emails):
             city, country = CITIES[n % len(CITIES)]
             session.add(
@@ -235,7 +201,6 @@ def seed_users(prefix: str, count: int) -> list[str]:
                     city_key=search_key(city), country_key=search_key(country),
                 )
             )  # fmt: skip
-        session.commit()
     return emails
 
 
@@ -244,11 +209,11 @@ def seed_public_videos(owner_emails: list[str], count: int) -> list[str]:
     that need not exist (the API only presigns them)."""
     from sqlalchemy import select
 
-    from anb.core.db import session_scope, utcnow
+    from anb.core.db import unit_of_work, utcnow
     from anb.users.models import User, new_id
     from anb.videos.models import Video, VideoStatus, original_key_for
 
-    with session_scope() as session:
+    with unit_of_work() as session:
         owners = session.scalars(select(User).where(User.email.in_(owner_emails))).all()
         ids = []
         for n in range(count):
@@ -259,96 +224,4 @@ def seed_public_videos(owner_emails: list[str], count: int) -> list[str]:
             video.status, video.processed_at = VideoStatus.processed, utcnow()
             session.add(video)
             ids.append(video.id)
-        session.commit()
     return ids
-
-
-# --- CPU accounting --------------------------------------------------------------------------
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(ppid, CPU seconds of the process and of its reaped children)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
-    return int(fields[1]), (utime + stime + cutime + cstime) / CLOCK_TICKS
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace")
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and its live descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            children.setdefault(stat[0], []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])
-    return total - idle, total
-
-
-@dataclass
-class CpuMeter:
-    """CPU seconds used by named process groups, and the whole machine, between snapshots."""
-
-    groups: dict[str, Callable[[], list[int]]]  # name -> the pids of the group now
-
-    def snapshot(self) -> dict[str, float]:
-        snap: dict[str, float] = {"_wall": time.monotonic()}
-        for name, pids in self.groups.items():
-            snap[name] = sum(stat[1] for pid in pids() if (stat := _stat(pid)) is not None)
-        busy, total = machine_jiffies()
-        snap["_busy"], snap["_total"] = busy / CLOCK_TICKS, total / CLOCK_TICKS
-        return snap
-
-    @staticmethod
-    def cores(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        """Average cores used by each group between two snapshots, and `machine` (all
-        processes on the box, including other people's work), `machine_share` of its CPUs."""
-        wall = after["_wall"] - before["_wall"]
-        result = {
-            name: round(max(after[name] - before.get(name, 0.0), 0.0) / wall, 3)
-            for name in after
-            if not name.startswith("_")
-        }
-        ncpu = os.cpu_count() or 1
-        busy = (after["_busy"] - before["_busy"]) / ((after["_total"] - before["_total"]) or 1)
-        result["machine"] = round(busy * ncpu, 3)
-        result["machine_share"] = round(busy, 3)
-        return result
-
-
-def pids_matching(text: str) -> Callable[[], list[int]]:
-    """The pids whose command line contains `text` (e.g. a PostgreSQL backend's database)."""
-
-    def find() -> list[int]:
-        return [
-            int(entry.name)
-            for entry in Path("/proc").iterdir()
-            if entry.name.isdigit() and text in _cmdline(int(entry.name))
-        ]
-
-    return find
