@@ -19,12 +19,11 @@ from anb.storage import Storage
 from anb.storage.deps import FileUrls, StorageDep
 from anb.users.deps import CurrentCaller
 from anb.videos import service
-from anb.videos.models import Video
+from anb.videos.models import TITLE_MAX_CHARS, Video
 from anb.videos.schemas import (
     DirectUploadRequest,
     DirectUploadStarted,
     UploadAccepted,
-    UploadCompleted,
     VideoDeleted,
     VideoRead,
     VideoSummary,
@@ -41,7 +40,7 @@ UPLOAD_BODY = {
                 "required": ["video_file", "title"],
                 "properties": {
                     "video_file": {"type": "string", "format": "binary"},
-                    "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_CHARS},
                 },
             }
         }
@@ -154,7 +153,7 @@ async def start_direct_upload(
 @router.post(
     "/{video_id}/complete",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=UploadCompleted,
+    response_model=UploadAccepted,
     responses=error_responses(400, 401, 403, 404, 503),
     summary="Finish a direct upload: the video is recorded and its processing enqueued",
 )
@@ -164,7 +163,7 @@ async def complete_direct_upload(
     settings: SettingsDep,
     storage: StorageDep,
     queue: QueueDep,
-) -> UploadCompleted:
+) -> UploadAccepted:
     pending = await run_db(
         lambda session: service.pending_upload(
             session, owner=caller.user(session), video_id=video_id
@@ -188,7 +187,7 @@ async def complete_direct_upload(
                 queue=queue,
             )
         )
-    return UploadCompleted(
+    return UploadAccepted(
         message="Video subido correctamente. Procesamiento en curso.",
         task_id=video.task_id,
         video_id=video.id,

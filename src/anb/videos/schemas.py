@@ -43,6 +43,9 @@ class VideoRead(VideoSummary):
 
 
 class UploadAccepted(BaseModel):
+    """A video recorded and its processing enqueued: the answer of an upload through the API
+    and of a completed direct upload alike."""
+
     message: str
     task_id: str
     video_id: str
@@ -69,9 +72,3 @@ class DirectUploadStarted(BaseModel):
     upload_fields: dict[str, str]
     """Send them, then the file as the field `file`, in a multipart/form-data POST."""
     expires_in: int
-
-
-class UploadCompleted(BaseModel):
-    message: str
-    task_id: str
-    video_id: str
