@@ -4,7 +4,7 @@ Sizing, per instance: one Uvicorn worker per CPU (`GUNICORN_WORKERS`; each runs 
 loop and its blocking work in small thread pools, see `anb.core.concurrency`), and each worker
 holds at most `ANB_DB_POOL_SIZE` PostgreSQL connections. A deployment must keep
 instances x workers x ANB_DB_POOL_SIZE (plus the video workers' connections) below the
-database's `max_connections` with a margin; the README gives the figures for RDS.
+database's `max_connections` with a margin; docs/api.md ("Under load") gives the figures for RDS.
 """
 
 from __future__ import annotations
