@@ -15,6 +15,9 @@ from pydantic import ValidationError
 from anb.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+
     from anb.core.migrations import Upgrade
 
 
@@ -24,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     # Alembic's INFO lines (plugins set up, DDL assumed, each step) are for whoever debugs a
     # migration; the commands say what changed in their own words
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    run: Callable[[argparse.Namespace], int] = args.run  # the subcommand's, set by _parser
     try:
-        return args.run(args)
+        return run(args)
     except ValidationError as exc:
         if exc.title != Settings.__name__:
             raise
@@ -105,7 +109,7 @@ def _run_server(app: Any, *, host: str, port: int, banner: str) -> None:
     import uvicorn
 
     class BannerServer(uvicorn.Server):
-        async def startup(self, sockets: list | None = None) -> None:
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started:
                 print(banner, file=sys.stderr, flush=True)

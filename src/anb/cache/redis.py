@@ -7,12 +7,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar, cast
 
 import redis
 from redis.exceptions import LockNotOwnedError, RedisError
+from redis.lock import Lock
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+F = TypeVar("F")
 
 LOCK_SECONDS = 10  # longest a computation may hold a key's lock
 WAIT_STEP_SECONDS = 0.05
@@ -25,7 +28,8 @@ return {count, redis.call('TTL', KEYS[1])}
 
 
 class RedisCache:
-    def __init__(self, client: Any, *, max_wait_seconds: float = 2.0) -> None:
+    def __init__(self, client: redis.Redis, *, max_wait_seconds: float = 2.0) -> None:
+        """`client` decodes responses (`decode_responses=True`, as `from_url` makes it)."""
         self.client = client
         self.max_wait_seconds = max_wait_seconds
         self._last_warning = 0.0
@@ -36,7 +40,8 @@ class RedisCache:
         return cls(redis.Redis.from_url(url, decode_responses=True, **options))
 
     def get(self, key: str) -> str | None:
-        return self._safely(lambda: self.client.get(key), None)
+        # str, not bytes: the client decodes responses, which redis-py's types cannot tell
+        return self._safely(lambda: cast("str | None", self.client.get(key)), None)
 
     def set(self, key: str, value: str, *, ttl_seconds: int) -> None:
         self._safely(lambda: self.client.set(key, value, ex=ttl_seconds), None)
@@ -71,7 +76,7 @@ class RedisCache:
         value = self.get(key)
         if value is not None:
             return value
-        lock = self.client.lock(f"{key}:lock", timeout=LOCK_SECONDS)
+        lock: Lock = self.client.lock(f"{key}:lock", timeout=LOCK_SECONDS)
         if self._safely(lambda: lock.acquire(blocking=False), True):
             try:
                 value = compute()
@@ -81,7 +86,7 @@ class RedisCache:
                 self._release(lock)
         return self._wait_for(key) or compute()
 
-    def _release(self, lock: Any) -> None:
+    def _release(self, lock: Lock) -> None:
         try:
             lock.release()
         except LockNotOwnedError:
@@ -102,7 +107,7 @@ class RedisCache:
     def check(self) -> None:
         self.client.ping()
 
-    def _safely(self, call: Callable[[], Any], fallback: Any) -> Any:
+    def _safely(self, call: Callable[[], T], fallback: F) -> T | F:
         try:
             return call()
         except RedisError as error:

@@ -3,7 +3,11 @@ botocore's default of minutes (60 s connect and read timeouts, retried)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+if TYPE_CHECKING:  # boto3-stubs' service types: for the type checker only, not a runtime need
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 CONNECT_TIMEOUT = 2
 READ_TIMEOUT = 4
@@ -11,7 +15,13 @@ ATTEMPTS = 2  # the first try and one retry (botocore's standard mode, with back
 LONG_POLL_READ_TIMEOUT = 30  # more than SQS's longest wait (20 s)
 
 
-def client(service: str, *, read_timeout: int = READ_TIMEOUT, **options: Any) -> Any:
+@overload
+def client(service: Literal["s3"], *, read_timeout: int = ..., **options: Any) -> S3Client: ...
+@overload
+def client(service: Literal["sqs"], *, read_timeout: int = ..., **options: Any) -> SQSClient: ...
+def client(
+    service: Literal["s3", "sqs"], *, read_timeout: int = READ_TIMEOUT, **options: Any
+) -> S3Client | SQSClient:
     import boto3
     from botocore.config import Config
 

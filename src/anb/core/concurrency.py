@@ -80,13 +80,16 @@ class WorkPool:
             limiter.release()
 
     async def _in_a_thread(
-        self, func: Callable[..., T], args: tuple, threads: CapacityLimiter
+        self, func: Callable[..., T], args: tuple[object, ...], threads: CapacityLimiter
     ) -> T:
         if self._executor is None:
             return await anyio.to_thread.run_sync(self._timed, func, args, limiter=threads)
         future = self._executor.submit(self._timed, func, args)
-        with anyio.CancelScope(shield=True):  # as `run_sync`: a call ends when its thread does
-            return await asyncio.wrap_future(future)
+        # As `run_sync`: a call ends when its thread does. The result is returned after the
+        # block: a cancel scope may swallow its own cancellation, which this one never gets.
+        with anyio.CancelScope(shield=True):
+            result = await asyncio.wrap_future(future)
+        return result
 
     async def _wait_for_a_thread(self, limiter: CapacityLimiter) -> None:
         budget = self.max_wait_seconds - _waited.get()
@@ -106,7 +109,7 @@ class WorkPool:
         ahead = limiter.statistics().tasks_waiting + 1
         return ahead * self.service_seconds / self.threads
 
-    def _timed(self, func: Callable[..., T], args: tuple) -> T:
+    def _timed(self, func: Callable[..., T], args: tuple[object, ...]) -> T:
         started = time.monotonic()
         try:
             return func(*args)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -20,13 +21,14 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import DateTime, Engine, create_engine, event
-from sqlalchemy.engine import Dialect, ExceptionContext
+from sqlalchemy import CursorResult, DateTime, Delete, Engine, Update, create_engine, event
+from sqlalchemy.engine import Connection, Dialect, ExceptionContext
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from anb.core.concurrency import database_pool
@@ -91,8 +93,8 @@ def build_engine(
     if pooled:
         pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT_SECONDS}
     if url.startswith("sqlite"):
-        connect_args = {"check_same_thread": False, "timeout": 30}
-        engine = create_engine(url, connect_args=connect_args, **pool)
+        sqlite_args = {"check_same_thread": False, "timeout": 30}
+        engine = create_engine(url, connect_args=sqlite_args, **pool)
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate)
         return engine
@@ -122,11 +124,15 @@ def _ping_connections_left_idle(engine: Engine) -> None:
     fails its request (503), and SQLAlchemy then replaces every connection of the pool."""
 
     @event.listens_for(engine, "checkin")
-    def remember_when_idle(_dbapi_connection: object, record: ConnectionPoolEntry) -> None:
+    def remember_when_idle(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def ping_if_idle(dbapi_connection: object, record: ConnectionPoolEntry, _proxy: object) -> None:
+    def ping_if_idle(
+        dbapi_connection: DBAPIConnection,
+        record: ConnectionPoolEntry,
+        _proxy: PoolProxiedConnection,
+    ) -> None:
         idle_since = record.info.get("idle_since")
         if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
             return
@@ -136,7 +142,7 @@ def _ping_connections_left_idle(engine: Engine) -> None:
             raise DisconnectionError("the pooled connection is gone") from exc
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:
+def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
     dbapi_connection.isolation_level = None  # transactions are begun by _begin_immediate
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -146,7 +152,7 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _begin_immediate(connection) -> None:
+def _begin_immediate(connection: Connection) -> None:
     """Take SQLite's write lock up front: a read-then-write transaction then waits its turn
     (busy_timeout) instead of failing with "database is locked" under concurrency."""
     connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -248,6 +254,14 @@ async def run_db(func: Callable[[Session], T]) -> T:
     """`in_session(func)` in a thread of the database pool, or `Overloaded` when the wait for
     one would be too long (see `anb.core.concurrency`)."""
     return await database_pool().run(in_session, func)
+
+
+def rows_affected(session: Session, statement: Update | Delete) -> int:
+    """Execute an UPDATE or DELETE (without RETURNING) and answer how many rows it changed.
+    `Session.execute()` returns a CursorResult for such a statement but is typed to return a
+    plain Result (it cannot promise one for every statement), which has no `rowcount`: the
+    cast is SQLAlchemy's own advice for this case (its 2.0.44 changelog)."""
+    return cast("CursorResult[Any]", session.execute(statement)).rowcount
 
 
 def _close_quietly(session: Session) -> None:

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -26,6 +26,9 @@ from starlette.requests import Request
 from anb.core.errors import InvalidInput
 from anb.core.settings import Settings
 from anb.core.text import megabytes
+
+if TYPE_CHECKING:  # python-multipart defines its callbacks' TypedDict for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 TEXT_PART_MAX_BYTES = 4096
 TEXT_FIELDS_MAX_BYTES = 16 * 1024
@@ -92,7 +95,7 @@ class _FormBuilder:
         self.text_bytes = 0
         self.finished = False
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin_part,
             "on_header_field": lambda data, start, end: self.part.header_field.extend(

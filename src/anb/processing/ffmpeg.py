@@ -11,4 +11,5 @@ def ffmpeg_exe() -> str:
         return configured
     import imageio_ffmpeg  # deferred: it looks the binary up on disk
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    shipped: str = imageio_ffmpeg.get_ffmpeg_exe()  # the path of its binary (untyped there)
+    return shipped

@@ -170,7 +170,8 @@ def _box_at(data: bytes, at: int, end: int) -> Box:
 def _children(data: bytes, parent: Box, skip: int = 0) -> list[Box]:
     """The boxes inside `parent`'s payload (after `skip` bytes of fields); a tail shorter
     than a box header is padding."""
-    boxes, at = [], parent.start + skip
+    boxes: list[Box] = []
+    at = parent.start + skip
     while parent.end - at >= 8:
         if len(boxes) == MAX_CHILDREN:
             raise Unsupported(f"too many boxes in {parent.kind!r}")
@@ -464,7 +465,7 @@ _CONFIG_CHECKS: dict[bytes, Callable[[bytes, list[Box], bytes], None]] = {
 }
 
 
-def _u32_table(data: bytes, box: Box, count_at: int, fields: int) -> array:
+def _u32_table(data: bytes, box: Box, count_at: int, fields: int) -> array[int]:
     """A table of `fields` big-endian u32 per entry, its entry count at `count_at`; the
     count has to fit in the box."""
     count = _U32.unpack_from(data, box.start + count_at)[0]
@@ -503,7 +504,7 @@ def _check_sample_locations(
     _check_inside_mdats(offsets, map(add, offsets, lengths), mdats)
 
 
-def _sample_sizes(data: bytes, stsz: Box | None, file_size: int) -> tuple[int, int | array]:
+def _sample_sizes(data: bytes, stsz: Box | None, file_size: int) -> tuple[int, int | array[int]]:
     """The number of samples and their sizes (one size if they all have it)."""
     stsz = _payload(data, stsz, 12, "stsz")
     size, count = _TWO_U32.unpack_from(data, stsz.start + 4)
@@ -522,7 +523,7 @@ def _sample_sizes(data: bytes, stsz: Box | None, file_size: int) -> tuple[int, i
     return count, _u32_table(data, stsz, 8, 1)
 
 
-def _chunk_offsets(data: bytes, track: dict[bytes, Box]) -> array:
+def _chunk_offsets(data: bytes, track: dict[bytes, Box]) -> array[int]:
     if b"stco" in track:
         return _u32_table(data, _payload(data, track[b"stco"], 8, "stco"), 4, 1)
     co64 = _payload(data, track.get(b"co64"), 8, "stco")

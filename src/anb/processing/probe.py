@@ -15,6 +15,7 @@ import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from anb.core.errors import InvalidInput
 from anb.core.settings import Settings
@@ -133,7 +134,7 @@ def check_iso_bmff(path: Path) -> None:
     raise UnacceptableVideo(DAMAGED if seen else NOT_MP4)
 
 
-def _read_box_header(handle, offset: int, file_size: int) -> tuple[bytes, int]:
+def _read_box_header(handle: BinaryIO, offset: int, file_size: int) -> tuple[bytes, int]:
     handle.seek(offset)
     header = handle.read(16)
     if len(header) < 8:

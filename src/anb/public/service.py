@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVarTuple
 
 from pydantic import TypeAdapter
 from sqlalchemy import Select, bindparam, func, insert, select, update
@@ -29,6 +30,8 @@ from anb.public.schemas import PublicVideo, RankingEntry
 from anb.users.models import User
 from anb.users.service import AccountGone
 from anb.videos.models import Video, VideoStatus
+
+Row = TypeVarTuple("Row")  # the column types of a query
 
 CACHE_TTL_SECONDS = 300
 
@@ -77,7 +80,7 @@ class Scope:
     def _key(self, kind: str, generation: str) -> str:
         return f"anb:{kind}:{self.digest}:{generation}"
 
-    def where(self, query: Select) -> Select:
+    def where(self, query: Select[*Row]) -> Select[*Row]:
         if self.city:
             query = query.where(User.city_key == self.city)
         if self.country:
@@ -228,7 +231,7 @@ class _Ballot:
 _BALLOT_FIELDS = ("status", "city_key", "country_key", "voter_exists")
 
 
-def _ballot_query() -> Select:
+def _ballot_query() -> Select[*tuple[Any, ...]]:
     """The video (`:video_id`), its owner's scope keys, and whether the voter exists."""
     voter_exists = select(User.id).where(User.id == bindparam("voter_id")).exists()
     return (
@@ -239,7 +242,7 @@ def _ballot_query() -> Select:
     )
 
 
-def _vote_in_one_statement() -> Select:
+def _vote_in_one_statement() -> Select[*tuple[Any, ...]]:
     """The ballot, the vote (a second one does nothing) and the video's count, as one
     statement: PostgreSQL runs the INSERT and the UPDATE of its WITH clause with the query."""
     target = _ballot_query().cte("target")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:  # boto3-stubs' S3 types: for the type checker only
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef, ObjectIdentifierTypeDef
 
 MIB = 1024 * 1024
 # Multipart from disk in 8 MiB parts, two at a time: bounded memory in the API process.
@@ -16,13 +20,13 @@ TRANSFER = TransferConfig(
 
 
 class S3Storage:
-    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+    def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
 
     @classmethod
-    def from_url(cls, url: str, client: Any) -> S3Storage:
+    def from_url(cls, url: str, client: S3Client) -> S3Storage:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         return cls(bucket, prefix, client)
 
@@ -48,7 +52,7 @@ class S3Storage:
         return int(head["ContentLength"])
 
     def move(self, source_key: str, target_key: str) -> None:
-        source = {"Bucket": self.bucket, "Key": self._object(source_key)}
+        source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": self._object(source_key)}
         self.client.copy(source, self.bucket, self._object(target_key), Config=TRANSFER)
         self.delete(source_key)
 
@@ -61,7 +65,7 @@ class S3Storage:
 
     def delete(self, *keys: str) -> None:
         if keys:
-            objects = [{"Key": self._object(key)} for key in keys]
+            objects: list[ObjectIdentifierTypeDef] = [{"Key": self._object(key)} for key in keys]
             self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
             )

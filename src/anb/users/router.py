@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
+from sqlalchemy.orm import Session
 
 from anb.cache import ratelimit
 from anb.cache.deps import CacheDep
@@ -64,7 +65,7 @@ async def login(
     """Argon2id runs in a pool of its own, with no database connection held meanwhile."""
     subject = f"login:{_client_address(request)}:{normalized_email(data.email)}"
 
-    def find_candidate(session):
+    def find_candidate(session: Session) -> service.LoginCandidate:
         ratelimit.enforce(
             cache, rule=settings.login_rate_limit, subject=subject, detail=TOO_MANY_LOGINS
         )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Request, status
@@ -246,7 +247,7 @@ async def delete_my_video(
     return VideoDeleted(message="El video ha sido eliminado exitosamente.", video_id=video_id)
 
 
-def _common_fields(video: Video) -> dict:
+def _common_fields(video: Video) -> dict[str, Any]:
     return {
         "video_id": video.id,
         "title": video.title,

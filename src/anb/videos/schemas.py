@@ -20,7 +20,7 @@ class _OmitsErrorUnlessFailed(BaseModel):
 
     @model_serializer(mode="wrap")
     def _drop_empty_error(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = handler(self)
+        data: dict[str, Any] = handler(self)  # a model serializes to a dict
         if data.get("error") is None:
             data.pop("error", None)
         return data

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from anb.core.db import after_commit, in_session, on_rollback, utcnow
+from anb.core.db import after_commit, in_session, on_rollback, rows_affected, utcnow
 from anb.core.errors import (
     DomainError,
     Forbidden,
@@ -225,7 +225,7 @@ def record_completed_upload(
     recorded (on PostgreSQL their claim waits for the first's commit; SQLite runs them in
     turn)."""
     claim = delete(UploadSession).where(UploadSession.video_id == upload.video_id)
-    if session.execute(claim).rowcount == 0:
+    if rows_affected(session, claim) == 0:
         return get_own_video(session, owner=owner, video_id=upload.video_id)
     video = Video(id=upload.video_id, owner_id=owner.id, title=upload.title, original_bytes=size)
     video.original_key = original_key_for(upload.video_id)
@@ -330,7 +330,7 @@ def _remove(session: Session, storage: Storage, video: Video) -> bool:
     committed (its URLs then lead nowhere). A worker still busy with it finds the row gone
     and discards its output."""
     unpublished = (Video.id == video.id) & (Video.status != VideoStatus.processed)
-    deleted = session.execute(delete(Video).where(unpublished)).rowcount
+    deleted = rows_affected(session, delete(Video).where(unpublished))
     if not deleted:
         return False
     session.expunge(video)

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from anb.cache import get_cache
@@ -26,7 +27,7 @@ def _worker() -> Worker:
     return Worker(settings=get_settings(), storage=get_storage(), cache=get_cache())
 
 
-def handle_batch(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
+def handle_batch(event: dict[str, Any], context: Any = None) -> PartialItemFailureResponse:
     """Process every record; answer the ids of those to retry (`batchItemFailures`)."""
     db.use_application_name("anb-worker")
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from anb.core.db import in_session
 from anb.queue.local import LocalQueue
@@ -57,7 +58,7 @@ class EmbeddedWorker:
                 if record["messageId"] in failed:
                     self._retry_or_drop(record)
 
-    def _retry_or_drop(self, record: dict) -> None:
+    def _retry_or_drop(self, record: dict[str, Any]) -> None:
         attempt = int(record["attributes"].get("ApproximateReceiveCount", "1"))
         if attempt >= self.max_attempts:
             log.error("dropping a job after %d attempts: %s", attempt, record["body"][:200])

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from anb.cache import Cache
-from anb.core.db import unit_of_work, utcnow
+from anb.core.db import rows_affected, unit_of_work, utcnow
 from anb.core.settings import Settings
 from anb.processing import pipeline
 from anb.processing.probe import UnacceptableVideo, UploadRules, check_upload
@@ -149,7 +149,8 @@ class Worker:
 
     def _publish(self, job: Job, claim: Claim, key: str) -> Outcome:
         with unit_of_work() as session:
-            published = session.execute(
+            published = rows_affected(
+                session,
                 update(Video)
                 .where(
                     Video.id == job.video_id,
@@ -162,8 +163,8 @@ class Worker:
                     processed_at=utcnow(),
                     claim_token=None,
                     error=None,
-                )
-            ).rowcount
+                ),
+            )
             if published:
                 owner = session.get(User, claim.owner_id)
             else:
@@ -197,15 +198,16 @@ def _claim(job: Job) -> Claim | None:
     """Take the video for this attempt, or None when there is nothing to do."""
     token = str(uuid.uuid4())
     with unit_of_work() as session:
-        claimed = session.execute(
+        claimed = rows_affected(
+            session,
             update(Video)
             .where(
                 Video.id == job.video_id,
                 Video.task_id == job.task_id,
                 Video.status.in_(RETRIABLE),
             )
-            .values(status=VideoStatus.processing, claim_token=token)
-        ).rowcount
+            .values(status=VideoStatus.processing, claim_token=token),
+        )
         video = session.get(Video, job.video_id) if claimed else None
     if video is None:
         log.info("nothing to do: the video is processed, failed or deleted")
@@ -221,9 +223,10 @@ def _mark_failed(job: Job, reason: str, cause: BaseException | None = None) -> b
     """Mark the video failed with a reason for the player, unless it is finished already."""
     log.warning("video failed: %s", reason, exc_info=cause)
     with unit_of_work() as session:
-        marked = session.execute(
+        marked = rows_affected(
+            session,
             update(Video)
             .where(Video.id == job.video_id, Video.status.in_(RETRIABLE))
-            .values(status=VideoStatus.failed, error=reason, claim_token=None)
-        ).rowcount
+            .values(status=VideoStatus.failed, error=reason, claim_token=None),
+        )
     return bool(marked)

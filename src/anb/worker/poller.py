@@ -12,23 +12,29 @@ import logging
 import math
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 from anb.core import observability
 from anb.core.settings import Settings
 from anb.worker.backoff import retry_delay
 
+if TYPE_CHECKING:  # boto3-stubs' SQS types: for the type checker only
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[dict[str, Any]], dict[str, list[dict[str, str]]]]
+BatchHandler = Callable[[dict[str, Any]], PartialItemFailureResponse]
 RETRY_BASE_SECONDS = 10
 RETRY_MAX_SECONDS = 300
 
 
-def lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+def lambda_record(message: MessageTypeDef, queue_arn: str, region: str) -> dict[str, Any]:
     """A raw `ReceiveMessage` message in the shape of a Lambda SQS event record."""
     return {
         "messageId": message["MessageId"],
@@ -55,7 +61,7 @@ def lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[
 class Poller:
     def __init__(
         self,
-        sqs: Any,
+        sqs: SQSClient,
         settings: Settings,
         handler: BatchHandler,
         *,
@@ -98,7 +104,7 @@ class Poller:
         window, at the price of more empty receives."""
         slots = self.settings.worker_concurrency
         log.info("polling %s for up to %d jobs at once", self.queue_url, slots)
-        running: set[Future] = set()
+        running: set[Future[None]] = set()
         with ThreadPoolExecutor(slots, thread_name_prefix="anb-job") as pool:
             while not self.stopping.is_set():
                 if len(running) >= slots:
@@ -112,7 +118,7 @@ class Poller:
         log.info("stopped cleanly")
         return 0
 
-    def _receive(self, count: int) -> list[dict[str, Any]]:
+    def _receive(self, count: int) -> list[MessageTypeDef]:
         try:
             response = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -127,7 +133,7 @@ class Poller:
             return []
         return response.get("Messages", [])
 
-    def _process(self, message: dict[str, Any]) -> None:
+    def _process(self, message: MessageTypeDef) -> None:
         record = lambda_record(message, self.queue_arn, self.region)
         try:
             with self._heartbeat(message["ReceiptHandle"]):
@@ -140,7 +146,7 @@ class Poller:
         else:
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
-    def _retry_later(self, message: dict[str, Any]) -> None:
+    def _retry_later(self, message: MessageTypeDef) -> None:
         """Make a failed message visible again after a backoff growing with its receives."""
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         delay = retry_delay(receives, base=self.retry_base_seconds, cap=RETRY_MAX_SECONDS)
@@ -155,7 +161,7 @@ class Poller:
             log.warning("could not change a message's visibility", exc_info=True)
 
     @contextmanager
-    def _heartbeat(self, receipt_handle: str):
+    def _heartbeat(self, receipt_handle: str) -> Iterator[None]:
         """While the block runs, keep the message invisible: every `heartbeat_seconds`,
         push its visibility three heartbeats ahead."""
         every = self.settings.heartbeat_seconds
