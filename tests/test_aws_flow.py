@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from anb.queue import get_queue
 from anb.queue.sqs import SqsQueue
 from tests.clips import Clips
-from tests.conftest import download, signup, upload
+from tests.support.api import download, signup, upload
 
 
 def test_upload_to_ranking_through_sqs_and_anb_poll(client: TestClient, clips: Clips) -> None:

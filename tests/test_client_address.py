@@ -17,7 +17,8 @@ import pytest
 from pydantic import ValidationError
 
 from anb.core.settings import Settings
-from tests.conftest import PASSWORD, anb_serve_command, free_port, served, server_env
+from tests.support.api import PASSWORD
+from tests.support.servers import anb_serve_command, free_port, served, server_env
 
 LIMIT = 3  # wrong logins per client address and e-mail
 VICTIM, ATTACKER = "198.51.100.9", "203.0.113.7"

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from anb.cache.memory import MemoryCache
 from anb.core.settings import Settings
 from anb.core.text import search_key
-from tests.conftest import anb_serve_command, free_port, server_env
+from tests.support.servers import anb_serve_command, free_port, server_env
 
 
 @pytest.mark.parametrize(

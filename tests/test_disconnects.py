@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import anb_serve_command, free_port, served, server_env, signup
+from tests.support.api import signup
+from tests.support.servers import anb_serve_command, free_port, served, server_env
 
 ABANDONED = 3
 

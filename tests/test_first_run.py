@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.clips import Clips
-from tests.conftest import anb_serve_command, free_port, served, server_env, signup, upload
+from tests.support.api import signup, upload
+from tests.support.servers import anb_serve_command, free_port, served, server_env
 
 EMBEDDED = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from anb.api import create_app
 from tests.clips import Clips
-from tests.conftest import PASSWORD, Player, signup, upload_public
+from tests.support.api import PASSWORD, Player, signup, upload_public
 
 
 def _fresh_client() -> TestClient:

@@ -29,7 +29,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.clips import Clips
-from tests.conftest import PASSWORD, free_port, fresh_postgres_database, wait_until_healthy
+from tests.support.api import PASSWORD
+from tests.support.servers import free_port, wait_until_healthy
+from tests.support.services import fresh_postgres_database
 
 CLIENT_TIMEOUT_SECONDS = 60
 _TLS = ssl.create_default_context()  # unused over plain HTTP; one for all, as each costs ~40 ms

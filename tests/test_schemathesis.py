@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from anb.api import create_app
-from tests.conftest import Player, signup
+from tests.support.api import Player, signup
 
 # The app reads its settings per request: the fixtures below point it at each backend.
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.clips import Clips
-from tests.conftest import free_port, signup, upload, wait_until_healthy
+from tests.support.api import signup, upload
+from tests.support.servers import free_port, wait_until_healthy
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from anb.cache.redis import RedisCache
-from tests.conftest import free_port, services_missing
+from tests.support.servers import free_port
+from tests.support.services import services_missing
 
 TOKEN = "T0kenFromSecretsManager"
 

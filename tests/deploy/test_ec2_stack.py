@@ -7,8 +7,9 @@ moto is not CloudFormation, and two of its gaps are bridged here, on the test's 
 - it has no `Fn::Cidr`: resolved beforehand with `ipaddress`, as CloudFormation would;
 - it skips resource types it does not model (`UNMODELLED` below), and cannot give the
   attributes of a few it does: those attributes (`GetAtt`, `${Res.Attr}`) become
-  placeholders. The template's own checks (test_ec2.py, cfn-lint, checkov) cover them.
-It does not wait for the groups' boot signals either: the CreationPolicy is checked in test_ec2.
+  placeholders. The template's own checks (test_ec2_template.py, cfn-lint, checkov) cover them.
+It does not wait for the groups' boot signals either: the CreationPolicy is checked in
+test_ec2_template.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import AWS_ENV
+from tests.support.aws import AWS_ENV
 
 # moto warns once per unmodelled resource; UNMODELLED below is the checked list of them
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.*:UserWarning")

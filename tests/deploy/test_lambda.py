@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from anb.core.migrations import upgrade_to_head
-from tests.conftest import reset_process_state
+from tests.support.services import reset_process_state
 
 ROOT = Path(__file__).parents[2]
 EVENTS = ROOT / "events"

@@ -24,8 +24,9 @@ import redis
 from sqlalchemy.engine import make_url
 
 from anb.core.settings import get_settings
-from tests.conftest import free_port, services_missing
 from tests.faults.tcp_proxy import TcpProxy
+from tests.support.servers import free_port
+from tests.support.services import services_missing
 
 AWS_ONLY = (
     "AWS mode only: these faults are of PostgreSQL, S3, SQS, Redis and `anb poll`, which the "

@@ -8,7 +8,7 @@ import enum
 import socket
 import threading
 
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 
 class Mode(enum.Enum):

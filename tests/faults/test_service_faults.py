@@ -23,9 +23,10 @@ from anb.core.settings import get_settings
 from anb.videos.models import Video
 from anb.videos.service import EnqueueFailed, StorageFailed
 from tests.clips import Clips
-from tests.conftest import PASSWORD, Player, pending_jobs, publish, signup, upload
 from tests.faults.conftest import RedisServer, through, wait_for
 from tests.faults.tcp_proxy import Mode, TcpProxy
+from tests.support.api import PASSWORD, Player, signup, upload
+from tests.support.backend import pending_jobs, publish
 
 ANSWER_WITHIN_SECONDS = 15  # "no hang": a fault must be answered in bounded time
 ALL_UP = {"database": "ok", "storage": "ok", "queue": "ok", "cache": "ok"}

@@ -22,9 +22,9 @@ from anb.worker.batch import handle_batch
 from anb.worker.jobs import GAVE_UP
 from anb.worker.poller import Poller, lambda_record
 from tests.clips import Clips
-from tests.conftest import Player, upload
 from tests.faults.conftest import PollProcess, Queues, through, wait_for
 from tests.faults.tcp_proxy import Mode, TcpProxy
+from tests.support.api import Player, upload
 
 FINISHED = (VideoStatus.processed, VideoStatus.failed)
 PUBLISH_SQL = b"processed_key="  # only the publishing UPDATE sets it (SELECTs read it)

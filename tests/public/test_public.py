@@ -8,7 +8,7 @@ from sqlalchemy import delete
 from anb.core.db import unit_of_work
 from anb.users.models import User
 from tests.clips import Clips
-from tests.conftest import Player, download, signup, upload, upload_public
+from tests.support.api import Player, download, signup, upload, upload_public
 
 PUBLIC_KEYS = {
     "video_id", "title", "username", "city", "country", "processed_url", "votes", "processed_at",

@@ -7,7 +7,7 @@ from sqlalchemy import delete
 
 from anb.core.db import unit_of_work
 from anb.users.models import User
-from tests.conftest import PASSWORD, Player, signup
+from tests.support.api import PASSWORD, Player, signup
 
 SIGNUP = {
     "first_name": "Luis",

@@ -15,7 +15,7 @@ import pytest
 
 from anb.core import security
 from anb.core.concurrency import password_pool
-from tests.conftest import PASSWORD
+from tests.support.api import PASSWORD
 
 THREADS = 2
 

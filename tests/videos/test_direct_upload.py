@@ -15,7 +15,8 @@ from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
 from anb.worker.batch import handle_batch
 from tests.clips import Clips
-from tests.conftest import Player, local_only, pending_jobs, signup
+from tests.support.api import Player, signup
+from tests.support.backend import local_only, pending_jobs
 
 
 def _start(client: TestClient, player: Player, path: Path, title: str = "Directo") -> dict:

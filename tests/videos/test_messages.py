@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from anb.core.multipart import IGNORED_PARTS_MAX_BYTES
-from tests.conftest import Player
+from tests.support.api import Player
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 

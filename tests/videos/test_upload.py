@@ -11,7 +11,8 @@ from anb.core.settings import get_settings
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
 from tests.clips import Clips
-from tests.conftest import Player, local_only, pending_jobs, upload
+from tests.support.api import Player, upload
+from tests.support.backend import local_only, pending_jobs
 
 
 def test_a_1080p_21s_mp4_is_accepted_stored_and_enqueued(

@@ -6,7 +6,8 @@ from anb.core.db import unit_of_work
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
 from tests.clips import Clips
-from tests.conftest import Player, download, local_only, publish, signup, upload
+from tests.support.api import Player, download, signup, upload
+from tests.support.backend import local_only, publish
 
 SUMMARY_KEYS = {
     "video_id",

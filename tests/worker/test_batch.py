@@ -16,7 +16,8 @@ from anb.videos.models import Video, VideoStatus
 from anb.worker.batch import handle_batch
 from anb.worker.jobs import GAVE_UP
 from tests.clips import Clips
-from tests.conftest import Player, reset_process_state, upload
+from tests.support.api import Player, upload
+from tests.support.services import reset_process_state
 
 EVENT = json.loads((Path(__file__).parents[2] / "events" / "sqs.json").read_text())
 

@@ -13,7 +13,7 @@ from anb.queue.local import LocalQueue
 from anb.videos.models import Video, VideoStatus
 from anb.worker.embedded import EmbeddedWorker
 from tests.clips import Clips
-from tests.conftest import Player, upload
+from tests.support.api import Player, upload
 
 
 def _statuses(ids: list[str]) -> list[VideoStatus]:

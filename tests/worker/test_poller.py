@@ -25,7 +25,7 @@ from anb.videos.models import Video, VideoStatus
 from anb.worker.batch import handle_batch
 from anb.worker.poller import Poller, lambda_record
 from tests.clips import Clips
-from tests.conftest import Player, upload
+from tests.support.api import Player, upload
 
 
 @dataclass

@@ -19,7 +19,8 @@ from anb.storage import get_storage
 from anb.videos.models import UploadSession, incoming_key_for
 from anb.worker.sweep import sweep_once, sweep_scratch
 from tests.clips import Clips
-from tests.conftest import Player, anb_serve_command, free_port, served, server_env
+from tests.support.api import Player
+from tests.support.servers import anb_serve_command, free_port, served, server_env
 
 OLD = time.time() - 3 * 24 * 3600
 
