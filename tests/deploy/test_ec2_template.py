@@ -778,6 +778,11 @@ def test_vpc_endpoints_serve_the_private_subnets(template: Template) -> None:
     assert {kinds[target(s)] for s in sqs["SubnetIds"]} == {"private"}
     groups = security_groups(template)
     assert [target(g) for g in sqs["SecurityGroupIds"]] == [groups["anb-sg-endpoints"]]
+    # instances reach S3 and SQS through them from their first boot step
+    endpoint_ids = set(resources(template, "AWS::EC2::VPCEndpoint"))
+    for group in ("ApiGroup", "WorkerGroup"):
+        depends_on = set(as_list(template["Resources"][group].get("DependsOn", [])))
+        assert endpoint_ids <= depends_on, f"{group} may boot before {endpoint_ids - depends_on}"
 
 
 def test_launch_templates_require_imdsv2_and_use_the_al2023_parameter(template: Template) -> None:
