@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import random
 import signal
 import ssl
@@ -30,7 +29,7 @@ from sqlalchemy import create_engine, text
 
 from tests.clips import Clips
 from tests.support.api import PASSWORD
-from tests.support.servers import free_port, wait_until_healthy
+from tests.support.servers import free_port, server_env, untraced, wait_until_healthy
 from tests.support.services import fresh_postgres_database
 
 CLIENT_TIMEOUT_SECONDS = 60
@@ -64,8 +63,7 @@ def _server_command(kind: str, port: int) -> list[str]:
 @pytest.fixture(scope="module", params=["embedded", "gunicorn-postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("overload") / "data"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANB_")}
-    env |= {"ANB_DATA_DIR": str(data_dir), "ANB_JWT_SECRET": "overload-" + "x" * 32}
+    env = untraced(server_env(data_dir, ANB_JWT_SECRET="overload-" + "x" * 32))
     env |= {"ANB_LOGIN_RATE_LIMIT": "off", "ANB_VOTE_RATE_LIMIT": "off"}
     env |= {"ANB_SIGNUP_RATE_LIMIT": "off"}  # 150 players sign up from one address
     with _database_for(request.param, data_dir) as database_url:
