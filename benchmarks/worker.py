@@ -1,25 +1,29 @@
-"""Benchmark: our processing pipeline against a reference student pipeline, on ~50 and ~100 MB.
+"""Benchmark: our processing pipeline against a production encode and a reference student
+pipeline, on a content-diverse set of clips, for time, bytes and picture quality.
 
-Inputs (generated once, cached with --keep): 60 s of 1080p30 H.264 that resembles phone
-footage — a detailed, softly colored texture (multi-scale value noise, like foliage or
-gravel) panned along a wobbly handheld path, a moving `testsrc2` card (sharp edges, text,
-saturated colors), light temporal sensor grain (`noise=alls=4:allf=t`); encoded like a phone
-does (High profile, 1 s GOP, no B-frames, capped VBR) at bitrates that give ~50 and ~100 MB.
+Inputs (`benchmarks.content`, generated once, cached with --keep): near-static, normal
+handheld motion, high motion, heavy grain, portrait, a real photograph, and a clean card
+(60 s of testsrc2 with light grain at 6.5 Mb/s); 1080p30 (portrait 1080x1920) H.264 as a phone
+records it.
 
-Reference: the best published student pipeline, reproduced — one ffmpeg pass with 1080p
-intro/outro MP4s (2.5 s each, our logo on a dark background), the source trimmed to 30 s in
-the filter graph, a full-opacity watermark on all three parts, libx264 ultrafast CRF 25.
+Three encodes of each, run alternately, `--rounds` times:
+- ours: `pipeline.render` with its defaults (after `probe`, which is not timed);
+- production: the same filter graph (fit, watermark, bumpers) encoded as a typical
+  production service does: libx264 -preset veryfast -crf 23 -maxrate 4M -bufsize 8M, the
+  scale filter's default (bicubic) scaler, the source decoded in full;
+- reference: the best published student pipeline, reproduced (1080p intro/outro MP4s of
+  2.5 s, the source trimmed to 30 s in the filter graph, a full-opacity watermark, libx264
+  ultrafast CRF 25).
 
-For each input, ours (`pipeline.render` after `probe`, which is not timed) and the reference
-run alternately: median wall and user-CPU seconds, the ratios ours/reference, output bytes,
-and SSIM of each one's 30 s of footage (opening bumper skipped with an accurate seek)
-against a lossless lanczos 1280x720 rendering of the source's first 30 s. Then videos/min
-through our pipeline at concurrency 1 and 2, and PASS/FAIL against the targets.
+For each: median wall and user-CPU seconds, output bytes, and the VMAF (libvmaf's default
+model) and SSIM of its 30 s of footage (opening bumper skipped with an accurate seek) against
+the source fitted into 1280x720 with lanczos (`benchmarks.quality`). Then videos/min through
+our pipeline at concurrency 1 and 2 on the first clip.
 
-Exits with 1 when a target is missed. The work dir needs ~1.3 GB (the lossless truths);
-generating it takes ~3 min on 2 cores.
+Targets, on every clip: VMAF ours >= production - 1, bytes ours <= production, wall time
+ours <= 0.7 x production. Exits with 1 when one is missed.
 
-Usage: scripts/bench_worker [--rounds N] [--keep DIR] [--renders K]
+Usage: scripts/bench_worker [--clips NAME ...] [--rounds N] [--keep DIR] [--renders K]
 (or `.venv/bin/python -m benchmarks.worker` from the repository root).
 """
 
@@ -27,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import statistics
 import sys
@@ -36,25 +39,32 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from anb.processing import pipeline
 from anb.processing.probe import MediaInfo, probe
-from benchmarks import targets
-from benchmarks.figures import Column, Table
+from benchmarks import content, targets
+from benchmarks.figures import Column, Table, ratio
 from benchmarks.media import MB, cached, ffmpeg
+from benchmarks.quality import Quality, footage_quality
 
-SOURCE_SECONDS = 60
-SOURCE_FPS = 30
-SOURCE_SIZES_MB = (50, 100)
-FOOTAGE_SECONDS = 30
 REF_BUMPER_SECONDS = 2.5
 REF_WATERMARK = pipeline.logo_path()
-RECIPE = "v2"  # bump when the generated files change, so --keep caches are not reused
 
-TIME_TARGET = 0.9  # ours/reference wall time, at most
-BYTES_TARGET = 0.5  # ours/reference output bytes, at most
-SSIM_SLACK = 0.005  # ours >= reference - this
+TIME_TARGET = 0.7  # ours/production wall time, at most
+BYTES_TARGET = 1.0  # ours/production output bytes, at most
+VMAF_SLACK = 1.0  # ours >= production - this
+
+PRODUCTION = pipeline.Encoder(
+    preset="veryfast",
+    crf=23,
+    scaler="bicubic",
+    x264_params=(),
+    input_options=(),
+    extra=("-maxrate", "4M", "-bufsize", "8M"),
+)
+"""A typical production encode of the same picture (fit, watermark, bumpers)."""
 
 REFERENCE_GRAPH = (
     "[1:v]trim=0:30,setpts=PTS-STARTPTS,"
@@ -66,7 +76,7 @@ REFERENCE_GRAPH = (
     "[3:v]scale=120:-1[wm];"
     "[c][wm]overlay=W-w-20:H-h-20,format=yuv420p[v]"
 )
-_SSIM_ALL = re.compile(r"SSIM .*All:([\d.]+)")
+ENCODES = ("ours", "production", "reference")
 
 
 @dataclass(frozen=True)
@@ -80,10 +90,10 @@ class Run:
 
 @dataclass(frozen=True)
 class Result:
-    """All rounds of one pipeline on one input, plus the SSIM of its (deterministic) output."""
+    """All rounds of one encode of one clip, plus the quality of its (deterministic) output."""
 
     runs: list[Run]
-    ssim: float
+    quality: Quality
 
     @property
     def wall(self) -> float:
@@ -98,68 +108,6 @@ class Result:
         return self.runs[-1].size
 
 
-# --- generated files -------------------------------------------------------------------------
-
-
-def texture_graph() -> str:
-    """A 2560x1440 still of multi-scale value noise: soft color blobs with fine luma detail."""
-
-    def octave(size: str, luma: int, chroma: int) -> str:
-        return (
-            f"color=c=0x808080:s={size}:d=1:r=1,format=yuv444p,"
-            f"noise=c0s={luma}:c1s={chroma}:c2s={chroma}:allf=u,"
-            "scale=2560:1440:flags=bicubic,setsar=1"
-        )
-
-    return ";".join(
-        [
-            f"{octave('24x14', 100, 100)}[o1]",
-            f"{octave('96x54', 100, 60)}[o2]",
-            f"{octave('384x216', 90, 0)}[o3]",
-            f"{octave('1280x720', 80, 0)}[o4]",
-            f"{octave('2560x1440', 60, 0)}[o5]",
-            "[o1][o2]blend=all_mode=average[coarse]",
-            "[o3][o4]blend=all_mode=average[fine]",
-            "[fine][o5]blend=all_expr='A*0.8+B*0.2'[finer]",
-            "[coarse][finer]blend=all_expr='A*0.6+B*0.4',"
-            "eq=contrast=2.2:saturation=1.3,format=yuv420p",
-        ]
-    )
-
-
-def scene_graph() -> str:
-    """The texture panned like a handheld phone, a moving test card on it, sensor grain."""
-    frames = SOURCE_SECONDS * SOURCE_FPS
-    return ";".join(
-        [
-            f"[0:v]loop=loop={frames - 1}:size=1,setpts=N/{SOURCE_FPS}/TB,"
-            "crop=1920:1080:x='320+250*sin(2*PI*t/7)+40*sin(2*PI*t/1.3)'"
-            ":y='180+130*sin(2*PI*t/9)+25*sin(2*PI*t/1.7)'[background]",
-            f"testsrc2=s=768x432:r={SOURCE_FPS}:d={SOURCE_SECONDS}[card]",
-            "[background][card]overlay=x='576+500*sin(2*PI*t/11)':y='324+250*sin(2*PI*t/5)',"
-            "noise=alls=4:allf=t,setsar=1,format=yuv420p",
-        ]
-    )
-
-
-def make_texture(target: Path) -> None:
-    ffmpeg("-f", "lavfi", "-i", texture_graph(), "-frames:v", "1", "-f", "image2", str(target))
-
-
-def make_source(texture: Path, megabytes: int, target: Path) -> None:
-    """60 s of 1080p30 H.264 whose size lands near `megabytes` (a phone-like encode; four
-    slice threads rather than frame threads, whose rate control is not reproducible)."""
-    bitrate = megabytes * MB * 8 // SOURCE_SECONDS
-    ffmpeg(
-        "-framerate", str(SOURCE_FPS), "-i", str(texture),
-        "-filter_complex", scene_graph(), "-t", str(SOURCE_SECONDS),
-        "-c:v", "libx264", "-preset", "faster", "-profile:v", "high",
-        "-b:v", str(bitrate), "-maxrate", str(bitrate * 3 // 2), "-bufsize", str(bitrate * 2),
-        "-g", str(SOURCE_FPS), "-bf", "0", "-x264-params", "threads=4:sliced-threads=1",
-        "-movflags", "+faststart", "-f", "mp4", str(target),
-    )  # fmt: skip
-
-
 def make_bumper(target: Path) -> None:
     """The reference's intro/outro: 2.5 s of 1080p30, our logo centered on a dark background."""
     ffmpeg(
@@ -170,18 +118,6 @@ def make_bumper(target: Path) -> None:
         "-c:v", "libx264", "-preset", "medium", "-crf", "18", "-movflags", "+faststart",
         "-f", "mp4", str(target),
     )  # fmt: skip
-
-
-def make_truth(source: Path, target: Path) -> None:
-    """The source's first 30 s at 1280x720 (lanczos), losslessly encoded: the SSIM reference."""
-    ffmpeg(
-        "-t", str(FOOTAGE_SECONDS), "-i", str(source),
-        "-vf", "scale=1280:720:flags=lanczos,setsar=1,format=yuv420p",
-        "-c:v", "libx264", "-qp", "0", "-preset", "ultrafast", "-f", "matroska", str(target),
-    )  # fmt: skip
-
-
-# --- the two pipelines -----------------------------------------------------------------------
 
 
 def reference_command(source: Path, intro: Path, outro: Path, output: Path) -> list[str]:
@@ -202,55 +138,53 @@ def timed(action: Callable[[], None], output: Path) -> Run:
     return Run(wall, after.ru_utime - before.ru_utime, output.stat().st_size)
 
 
-def footage_ssim(output: Path, skip: float, truth: Path) -> float:
-    """SSIM (All) of `output`'s 30 s after its opening bumper against the lossless truth."""
-    stderr = ffmpeg(
-        "-ss", f"{skip:.3f}", "-t", str(FOOTAGE_SECONDS), "-i", str(output),
-        "-t", str(FOOTAGE_SECONDS), "-i", str(truth),
-        "-lavfi", "[0:v][1:v]ssim=shortest=1", "-f", "null", "-",
-    )  # fmt: skip
-    found = _SSIM_ALL.findall(stderr)
-    if not found:
-        raise RuntimeError(f"no SSIM in ffmpeg's output:\n{stderr[-1000:]}")
-    return float(found[-1])
-
-
 @dataclass(frozen=True)
 class Bench:
-    """Everything one input's comparison needs."""
+    """Everything one clip's comparison needs."""
 
+    clip: content.Clip
     source: Path
     info: MediaInfo
-    truth: Path
     intro: Path
-    outro: Path
     work: Path
 
     def ours(self, output: Path) -> None:
         pipeline.render(self.source, output, self.info)
 
+    def production(self, output: Path) -> None:
+        pipeline.render(self.source, output, self.info, encoder=PRODUCTION)
+
     def reference(self, output: Path) -> None:
-        command = reference_command(self.source, self.intro, self.outro, output)
+        command = reference_command(self.source, self.intro, self.intro, output)
         ffmpeg("-loglevel", "error", *command)
 
+    def encode(self, name: str) -> Callable[[Path], None]:
+        return {"ours": self.ours, "production": self.production, "reference": self.reference}[name]
 
-def compare(bench: Bench, rounds: int) -> tuple[Result, Result]:
-    """Alternate ours and the reference `rounds` times; SSIM of each one's last output."""
-    ours_out = bench.work / f"out-ours-{bench.source.stem}.mp4"
-    ref_out = bench.work / f"out-ref-{bench.source.stem}.mp4"
-    ours_runs: list[Run] = []
-    ref_runs: list[Run] = []
+    def output(self, name: str) -> Path:
+        return self.work / f"out-{name}-{self.clip.name}.mp4"
+
+
+def bumper_seconds(name: str) -> float:
+    return REF_BUMPER_SECONDS if name == "reference" else pipeline.BUMPER_SECONDS
+
+
+def compare(bench: Bench, rounds: int) -> dict[str, Result]:
+    """Alternate the three encodes `rounds` times; the quality of each one's last output."""
+    runs: dict[str, list[Run]] = {name: [] for name in ENCODES}
     for n in range(1, rounds + 1):
-        ours_runs.append(timed(lambda: bench.ours(ours_out), ours_out))
-        ref_runs.append(timed(lambda: bench.reference(ref_out), ref_out))
-        print(
-            f"  round {n}: ours {ours_runs[-1].wall:6.2f} s ({ours_runs[-1].cpu:6.2f} cpu)   "
-            f"ref {ref_runs[-1].wall:6.2f} s ({ref_runs[-1].cpu:6.2f} cpu)",
-            flush=True,
+        for name in ENCODES:
+            output = bench.output(name)
+            runs[name].append(timed(partial(bench.encode(name), output), output))
+        walls = "   ".join(f"{name} {runs[name][-1].wall:6.2f} s" for name in ENCODES)
+        print(f"  round {n}: {walls}", flush=True)
+    return {
+        name: Result(
+            runs[name],
+            footage_quality(bench.output(name), bumper_seconds(name), bench.source, bench.info),
         )
-    ours = Result(ours_runs, footage_ssim(ours_out, pipeline.BUMPER_SECONDS, bench.truth))
-    ref = Result(ref_runs, footage_ssim(ref_out, REF_BUMPER_SECONDS, bench.truth))
-    return ours, ref
+        for name in ENCODES
+    }
 
 
 def videos_per_minute(bench: Bench, concurrency: int, renders: int) -> float:
@@ -267,34 +201,44 @@ def videos_per_minute(bench: Bench, concurrency: int, renders: int) -> float:
 
 COMPARISON = Table(
     (
-        Column("", 10, left=True),
+        Column("", 11, left=True),
         Column("wall s", 8, ".2f"),
         Column("user cpu s", 11, ".2f"),
         Column("bytes", 12, ",d"),
+        Column("VMAF", 7, ".2f"),
         Column("SSIM", 8, ".4f"),
     ),
     indent="  ",
 )
 
 
-def print_comparison(label: str, source: Path, ours: Result, ref: Result) -> None:
-    print(f"\n{label}: {source.name}, {source.stat().st_size / MB:.1f} MB")
+def print_comparison(bench: Bench, results: dict[str, Result]) -> None:
+    size = bench.source.stat().st_size / MB
+    print(f"\n{bench.clip.name}: {bench.clip.about} ({bench.source.name}, {size:.1f} MB)")
     print(COMPARISON.header())
-    for name, result in (("ours", ours), ("reference", ref)):
-        print(COMPARISON.row(name, result.wall, result.cpu, result.size, result.ssim))
+    for name, result in results.items():
+        quality = result.quality
+        print(
+            COMPARISON.row(name, result.wall, result.cpu, result.size, quality.vmaf, quality.ssim)
+        )
+    ours, production = results["ours"], results["production"]
     print(
         COMPARISON.row(
-            "ours/ref",
-            f"{ours.wall / ref.wall:.3f}",
-            f"{ours.cpu / ref.cpu:.3f}",
-            f"{ours.size / ref.size:.3f}",
-            f"{ours.ssim - ref.ssim:+.4f}",
+            "ours/prod",
+            f"{ratio(ours.wall, production.wall):.3f}",
+            f"{ratio(ours.cpu, production.cpu):.3f}",
+            f"{ratio(ours.size, production.size):.3f}",
+            f"{ours.quality.vmaf - production.quality.vmaf:+.2f}",
+            f"{ours.quality.ssim - production.quality.ssim:+.4f}",
         )
     )
-    paired = [mine.wall / theirs.wall for mine, theirs in zip(ours.runs, ref.runs, strict=True)]
+    paired = [
+        ratio(mine.wall, theirs.wall)
+        for mine, theirs in zip(ours.runs, production.runs, strict=True)
+    ]
     print(
-        f"  wall ours/ref round by round: {', '.join(f'{ratio:.3f}' for ratio in paired)} "
-        f"(median {statistics.median(paired):.3f}); {load()}"
+        f"  wall ours/prod round by round: {', '.join(f'{r:.3f}' for r in paired)}; {load()}",
+        flush=True,
     )
 
 
@@ -303,76 +247,90 @@ def load() -> str:
     return "load average " + " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
-def check_targets(ours: Result, ref: Result) -> int:
-    """PASS/FAIL of each target on the first input; the exit status."""
+def clip_targets(clip: str, ours: Result, production: Result) -> list[targets.Target]:
+    """The three targets of one clip, ours against the production encode."""
+    return [
+        targets.at_least(
+            f"{clip} VMAF ours-prod",
+            ours.quality.vmaf - production.quality.vmaf,
+            -VMAF_SLACK,
+            "+.2f",
+        ),
+        targets.at_most(f"{clip} bytes ours/prod", ratio(ours.size, production.size), BYTES_TARGET),
+        targets.at_most(f"{clip} time  ours/prod", ratio(ours.wall, production.wall), TIME_TARGET),
+    ]
+
+
+def check_targets(results: dict[str, dict[str, Result]]) -> int:
+    """PASS/FAIL of every clip's targets; the exit status."""
     return targets.report(
-        f"targets (on the {SOURCE_SIZES_MB[0]} MB input; time = ratio of median wall times):",
+        "targets (every clip; time = ratio of median wall times):",
         [
-            targets.at_most("time  ours/ref", ours.wall / ref.wall, TIME_TARGET),
-            targets.at_most("bytes ours/ref", ours.size / ref.size, BYTES_TARGET),
-            targets.at_least("SSIM  ours-ref", ours.ssim - ref.ssim, -SSIM_SLACK, "+.4f"),
+            target
+            for clip, by_encode in results.items()
+            for target in clip_targets(clip, by_encode["ours"], by_encode["production"])
         ],
+        width=34,
     )
 
 
 # --- main ------------------------------------------------------------------------------------
 
 
-def prepare(work: Path) -> tuple[list[Path], Path, Path]:
-    """The sources (as in SOURCE_SIZES_MB), the intro and the outro: generated unless already
-    in `work`."""
-    texture = cached(work / f"texture-{RECIPE}.png", make_texture)
-    sources = [
-        cached(work / f"source-{mb}MB-{RECIPE}.mp4", lambda t, mb=mb: make_source(texture, mb, t))
-        for mb in SOURCE_SIZES_MB
-    ]
-    intro = cached(work / f"intro-{RECIPE}.mp4", make_bumper)
-    outro = cached(work / f"outro-{RECIPE}.mp4", make_bumper)
-    return sources, intro, outro
-
-
-def load_bench(source: Path, intro: Path, outro: Path, work: Path) -> Bench:
-    """Probe `source` (timed, but not counted in the comparison) and make its SSIM truth."""
-    truth = cached(work / f"truth-{source.stem}.mkv", lambda target: make_truth(source, target))
+def load_bench(clip: content.Clip, intro: Path, work: Path) -> Bench:
+    """Generate `clip` unless cached, and probe it (timed, but not counted)."""
+    source = clip.path(work)
     started = time.monotonic()
     info = probe(source)
     print(f"\n{source.name}: {info}", flush=True)
     print(f"  probe {time.monotonic() - started:.2f} s (not counted); {load()}", flush=True)
-    return Bench(source, info, truth, intro, outro, work)
+    return Bench(clip, source, info, intro, work)
 
 
-def run(rounds: int, renders: int, work: Path) -> int:
-    """The comparison of each input, then the throughput; the exit status of the targets."""
+def run(clips: list[content.Clip], rounds: int, renders: int, work: Path) -> int:
+    """Each clip's comparison, then the throughput; the exit status of the targets."""
     print(f"work dir: {work}\npreparing inputs (cached there)...", flush=True)
-    sources, intro, outro = prepare(work)
-    print(__doc__.split("\n\n")[1])
-    print(f"our pipeline: {pipeline.ENCODER}")
-    benches, results = [], []
-    for megabytes, source in zip(SOURCE_SIZES_MB, sources, strict=True):
-        benches.append(load_bench(source, intro, outro, work))
-        results.append(compare(benches[-1], rounds))
-        print_comparison(f"{megabytes} MB input", source, *results[-1])
-    print(f"\nthroughput, our pipeline, {renders} renders of {sources[0].name}:", flush=True)
-    for concurrency in (1, 2):
-        rate = videos_per_minute(benches[0], concurrency, renders)
-        print(f"  concurrency {concurrency}: {rate:5.2f} videos/min; {load()}", flush=True)
-    return check_targets(*results[0])
+    intro = cached(work / f"intro-{content.RECIPE}.mp4", make_bumper)
+    print(f"our pipeline: {pipeline.ENCODER}\nproduction: {PRODUCTION}")
+    benches, results = [], {}
+    for clip in clips:
+        benches.append(load_bench(clip, intro, work))
+        results[clip.name] = compare(benches[-1], rounds)
+        print_comparison(benches[-1], results[clip.name])
+    if renders:
+        print(f"\nthroughput, our pipeline, {renders} renders of {benches[0].source.name}:")
+        for concurrency in (1, 2):
+            rate = videos_per_minute(benches[0], concurrency, renders)
+            print(f"  concurrency {concurrency}: {rate:5.2f} videos/min; {load()}", flush=True)
+    return check_targets(results)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--clips",
+        nargs="+",
+        metavar="NAME",
+        help=f"clips to run (default: all of {', '.join(c.name for c in content.CLIPS)})",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternations (default 3)")
     parser.add_argument("--keep", type=Path, help="work dir to keep and reuse (inputs cached)")
-    parser.add_argument("--renders", type=int, default=4, help="renders per throughput run")
+    parser.add_argument(
+        "--renders", type=int, default=4, help="renders per throughput run (0: none)"
+    )
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.renders < 1:
-        parser.error("--rounds and --renders must be at least 1")
+    if args.rounds < 1 or args.renders < 0:
+        parser.error("--rounds must be at least 1 and --renders at least 0")
+    try:
+        clips = content.by_names(args.clips)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        return run(args.rounds, args.renders, args.keep.resolve())
+        return run(clips, args.rounds, args.renders, args.keep.resolve())
     scratch = tempfile.TemporaryDirectory(prefix="anb-bench-worker-", ignore_cleanup_errors=True)
     with scratch as work:
-        return run(args.rounds, args.renders, Path(work))
+        return run(clips, args.rounds, args.renders, Path(work))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from benchmarks.api import table
+from benchmarks.quality import Quality
 from benchmarks.targets import MISSED
 
-from benchmarks import ROOT, upload_rss, worker
+from benchmarks import ROOT, content, upload_rss, worker
 
 WRAPPERS = {
     "bench_api": "api",
@@ -60,28 +61,47 @@ def test_each_wrapper_runs_its_module(script: str, module: str) -> None:
     assert (ROOT / "benchmarks" / f"{module}.py").is_file()
 
 
-def results(wall: float, size: int, ssim: float) -> worker.Result:
-    return worker.Result([worker.Run(wall, wall, size)], ssim)
+def results(wall: float, size: int, vmaf: float) -> worker.Result:
+    return worker.Result([worker.Run(wall, wall, size)], Quality(vmaf=vmaf, ssim=0.95))
 
 
-def test_worker_exits_0_when_its_targets_are_met() -> None:
-    ours, ref = results(8.0, 40, 0.95), results(10.0, 100, 0.951)
-    assert worker.check_targets(ours, ref) == 0
+PRODUCTION = results(10.0, 100, 95.0)
+
+
+def test_worker_exits_0_when_every_clip_meets_its_targets() -> None:
+    ours = results(7.0, 100, 94.0)
+    clips = {
+        "static": {"ours": ours, "production": PRODUCTION},
+        "fast": {"ours": ours, "production": PRODUCTION},
+    }
+    assert worker.check_targets(clips) == 0
 
 
 @pytest.mark.parametrize(
     ("ours", "missed"),
     [
-        (results(9.5, 40, 0.95), "time"),
-        (results(8.0, 60, 0.95), "bytes"),
-        (results(8.0, 40, 0.94), "SSIM"),
+        (results(7.1, 40, 95.0), "fast time"),
+        (results(6.0, 101, 95.0), "fast bytes"),
+        (results(6.0, 40, 93.9), "fast VMAF"),
     ],
 )
-def test_worker_exits_non_zero_when_a_target_is_missed(
+def test_worker_exits_non_zero_when_one_clip_misses_a_target(
     ours: worker.Result, missed: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert worker.check_targets(ours, results(10.0, 100, 0.951)) == MISSED
-    assert capsys.readouterr().out.splitlines()[-1].startswith(f"missed 1 of 3 targets: {missed}")
+    passing = results(6.0, 40, 95.0)
+    clips = {
+        "static": {"ours": passing, "production": PRODUCTION},
+        "fast": {"ours": ours, "production": PRODUCTION},
+    }
+    assert worker.check_targets(clips) == MISSED
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"missed 1 of 6 targets: {missed}")
+
+
+def test_worker_clips_are_chosen_by_name() -> None:
+    assert [clip.name for clip in content.by_names(["grain", "static"])] == ["static", "grain"]
+    assert len(content.by_names(None)) == len(content.CLIPS) >= 6
+    with pytest.raises(ValueError, match="unknown clips"):
+        content.by_names(["nope"])
 
 
 def rss_round(delta_mib: float) -> upload_rss.Round:
