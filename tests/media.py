@@ -55,6 +55,12 @@ def frame(path: Path, at: float) -> list[list[tuple[int, int, int]]]:
     return [pixels[row * THUMB_W : (row + 1) * THUMB_W] for row in range(THUMB_H)]
 
 
+def luma(image: list[list[tuple[int, int, int]]]) -> float:
+    """The mean BT.709 luma of an RGB image (0..255)."""
+    pixels = [pixel for row in image for pixel in row]
+    return sum(0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in pixels) / len(pixels)
+
+
 def near(pixel: tuple[int, int, int], colour: tuple[int, int, int], tolerance: int = 24) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
 

@@ -108,6 +108,14 @@ def test_footage_fills_the_frame_with_the_watermark_in_a_corner(outputs: dict[st
     assert sum(not media.near(pixel, GREEN, 40) for pixel in corner) > 20, "no watermark"
 
 
+def test_the_first_frame_is_the_bumper_card_not_black(outputs: dict[str, Path]) -> None:
+    first = media.frame(outputs["long"], 0)
+    card = media.frame(outputs["long"], pipeline.BUMPER_SECONDS / 2)
+    assert media.near(first[3][3], NAVY)
+    assert media.luma(first) == pytest.approx(media.luma(card), abs=2)
+    assert media.luma(first) > 20  # the navy card alone is ~29, black 0
+
+
 @pytest.mark.parametrize("name", ["portrait", "rotated"])
 def test_portrait_footage_is_pillarboxed_not_stretched(outputs: dict[str, Path], name: str) -> None:
     image = media.frame(outputs[name], pipeline.BUMPER_SECONDS + 1)

@@ -33,7 +33,7 @@ WIDTH, HEIGHT = 1280, 720
 MAX_FOOTAGE_SECONDS = 30.0
 MAX_FPS = 30.0
 BUMPER_SECONDS = 2.0  # each; both together stay under the 5 s allowed
-BUMPER_FADE_SECONDS = 0.4
+BUMPER_FADE_SECONDS = 0.4  # the closing bumper's fade to black (the opening one has none)
 BUMPER_BACKGROUND = "0x0B1F3A"
 BUMPER_LOGO_WIDTH = 400
 WATERMARK_WIDTH = 132
@@ -139,9 +139,10 @@ def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
             "[card][logo]overlay=(W-w)/2:(H-h)/2,format=yuv420p,setsar=1,"
             f"loop=loop={_bumper_frames(source) - 1}:size=1,setpts=N/FRAME_RATE/TB,"
             "split[opening][closing]",
-            f"[opening]fade=in:st=0:d={BUMPER_FADE_SECONDS}[first]",
+            # No fade-in: the clip's first frame (what players and thumbnailers show before
+            # playing) is the card, not black.
             f"[closing]fade=out:st={fade_out_start:g}:d={BUMPER_FADE_SECONDS}[last]",
-            "[first][marked][last]concat=n=3:v=1:a=0[out]",
+            "[opening][marked][last]concat=n=3:v=1:a=0[out]",
         ]
     )
 
