@@ -55,6 +55,17 @@ def frame(path: Path, at: float) -> list[list[tuple[int, int, int]]]:
     return [pixels[row * THUMB_W : (row + 1) * THUMB_W] for row in range(THUMB_H)]
 
 
+def full_frame(path: Path, at: float) -> bytes:
+    """The frame shown at `at` seconds at full size (1280x720), as packed RGB bytes."""
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-ss", f"{at}", "-i", str(path),
+         "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert len(raw) == 1280 * 720 * 3, f"no frame at {at} s"
+    return raw
+
+
 def luma(image: list[list[tuple[int, int, int]]]) -> float:
     """The mean BT.709 luma of an RGB image (0..255)."""
     pixels = [pixel for row in image for pixel in row]

@@ -116,6 +116,44 @@ def test_the_first_frame_is_the_bumper_card_not_black(outputs: dict[str, Path]) 
     assert media.luma(first) > 20  # the navy card alone is ~29, black 0
 
 
+PICTURE_SHAPES = {"9:16": "360x640", "4:3": "640x480", "16:9": "640x360", "21:9": "840x360"}
+
+
+@pytest.mark.parametrize("shape", PICTURE_SHAPES)
+def test_the_watermark_lies_wholly_on_the_picture(tmp_path: Path, shape: str) -> None:
+    source = _source(tmp_path / "source.mp4", PICTURE_SHAPES[shape], 1)
+    info = probe(source)
+    pipeline.render(source, tmp_path / "out.mp4", info)
+    raw = media.full_frame(tmp_path / "out.mp4", pipeline.BUMPER_SECONDS + 0.5)
+    on_picture, on_bars = _marked_pixels(raw, pipeline.picture_rect(info))
+    assert on_bars == 0, f"{on_bars} watermark pixels on the black bars"
+    assert on_picture > pipeline.watermark_width(info) ** 2 / 10, "no watermark on the picture"
+
+
+def _marked_pixels(raw: bytes, picture: pipeline.Rect, edge: int = 2) -> tuple[int, int]:
+    """Pixels that are neither the green picture nor the black bars, on each; the `edge`
+    pixels either side of the picture's border (which blend both) are left out."""
+    on_picture = on_bars = 0
+    for y in range(pipeline.HEIGHT):
+        row = raw[3 * y * pipeline.WIDTH : 3 * (y + 1) * pipeline.WIDTH]
+        for x in range(pipeline.WIDTH):
+            pixel = (row[3 * x], row[3 * x + 1], row[3 * x + 2])
+            inside = _within(x, picture.x, picture.width, -edge) and _within(
+                y, picture.y, picture.height, -edge
+            )
+            outside = not (
+                _within(x, picture.x, picture.width, edge)
+                and _within(y, picture.y, picture.height, edge)
+            )
+            on_picture += inside and not media.near(pixel, GREEN, 40)
+            on_bars += outside and not media.near(pixel, BLACK)
+    return on_picture, on_bars
+
+
+def _within(value: int, start: int, length: int, grow: int) -> bool:
+    return start - grow <= value < start + length + grow
+
+
 @pytest.mark.parametrize("name", ["portrait", "rotated"])
 def test_portrait_footage_is_pillarboxed_not_stretched(outputs: dict[str, Path], name: str) -> None:
     image = media.frame(outputs[name], pipeline.BUMPER_SECONDS + 1)

@@ -36,8 +36,13 @@ BUMPER_SECONDS = 2.0  # each; both together stay under the 5 s allowed
 BUMPER_FADE_SECONDS = 0.4  # the closing bumper's fade to black (the opening one has none)
 BUMPER_BACKGROUND = "0x0B1F3A"
 BUMPER_LOGO_WIDTH = 400
-WATERMARK_WIDTH = 132
-WATERMARK_MARGIN = 24
+# The watermark is sized and placed on the fitted picture: its width and margin are shares of
+# the picture's short side (132 and 24 px on a 16:9 picture, the most, since that side is at
+# most 720; 74 and 14 px on a 9:16 one), with a floor for extreme shapes.
+WATERMARK_SHARE = 132 / 720
+WATERMARK_MIN_WIDTH = 48
+WATERMARK_MARGIN_SHARE = 24 / 720
+WATERMARK_MIN_MARGIN = 8
 WATERMARK_OPACITY = 0.75
 
 
@@ -116,22 +121,53 @@ def _even(value: float, limit: int) -> int:
     return max(2, min(limit, 2 * math.floor(value / 2 + 0.5)))
 
 
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def picture_rect(source: MediaInfo) -> Rect:
+    """Where the fitted picture lies in the 1280x720 frame: centred, at even offsets (pad
+    would round odd ones down to the chroma grid anyway)."""
+    width, height = fitted_size(source)
+    return Rect((WIDTH - width) // 4 * 2, (HEIGHT - height) // 4 * 2, width, height)
+
+
+def watermark_width(source: MediaInfo) -> int:
+    picture = picture_rect(source)
+    short_side = min(picture.width, picture.height)
+    return max(WATERMARK_MIN_WIDTH, round(short_side * WATERMARK_SHARE))
+
+
+def watermark_margin(source: MediaInfo) -> int:
+    picture = picture_rect(source)
+    short_side = min(picture.width, picture.height)
+    return max(WATERMARK_MIN_MARGIN, round(short_side * WATERMARK_MARGIN_SHARE))
+
+
 def _bumper_frames(source: MediaInfo) -> int:
     return math.ceil(BUMPER_SECONDS * output_fps(source) - 1e-6)
 
 
 def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
     fps = f"{output_fps(source):g}"
-    width, height = fitted_size(source)
+    picture = picture_rect(source)
+    margin = watermark_margin(source)
     fade_out_start = BUMPER_SECONDS - BUMPER_FADE_SECONDS
     return ";".join(
         [
             "[1:v]split[logo_in][mark_in]",
-            f"[0:v]scale={width}:{height}:flags={encoder.scaler},setsar=1,"
-            f"pad={WIDTH}:{HEIGHT}:(ow-iw)/2:(oh-ih)/2:color=black,fps={fps},format=yuv420p[footage]",
-            f"[mark_in]scale={WATERMARK_WIDTH}:-1,format=rgba,"
+            f"[0:v]scale={picture.width}:{picture.height}:flags={encoder.scaler},setsar=1,"
+            f"pad={WIDTH}:{HEIGHT}:{picture.x}:{picture.y}:color=black,fps={fps},"
+            "format=yuv420p[footage]",
+            f"[mark_in]scale={watermark_width(source)}:-1,format=rgba,"
             f"colorchannelmixer=aa={WATERMARK_OPACITY}[mark]",
-            f"[footage][mark]overlay=W-w-{WATERMARK_MARGIN}:H-h-{WATERMARK_MARGIN}[marked]",
+            # In the picture's bottom right corner (`w` and `h` are the watermark's size).
+            f"[footage][mark]overlay=x={picture.x + picture.width - margin}-w"
+            f":y={picture.y + picture.height - margin}-h[marked]",
             # The card: one frame with the logo, drawn once, then repeated (decoding, scaling
             # and overlaying the logo for every bumper frame cost 0.25 CPU s more).
             f"color=c={BUMPER_BACKGROUND}:s={WIDTH}x{HEIGHT}:r={fps},trim=end_frame=1[card]",
