@@ -6,13 +6,14 @@ import os
 import pty
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from anb.processing import pipeline
 from anb.processing.ffmpeg import ffmpeg_exe
-from anb.processing.probe import probe
+from anb.processing.probe import MediaInfo, probe, read_boxes
 from tests import media
 
 GREEN = (0x2A, 0x9D, 0x8F)
@@ -170,11 +171,81 @@ def test_non_square_pixels_are_shown_at_their_display_aspect(outputs: dict[str, 
 
 
 def test_fitted_size_keeps_even_dimensions() -> None:
-    from anb.processing.probe import MediaInfo
-
     assert pipeline.fitted_size(MediaInfo(10, 1080, 1920, "h264")) == (406, 720)
     assert pipeline.fitted_size(MediaInfo(10, 1920, 1080, "h264", rotation=270)) == (406, 720)
     assert pipeline.fitted_size(MediaInfo(10, 1920, 800, "h264")) == (1280, 534)
+
+
+def _variable_rate_source(target: Path) -> Path:
+    """4 s of 1280x720 at 30 fps in even seconds and 15 fps in odd ones (every other frame
+    left out, timestamps kept); a white bar at x = 10 * (its index at 30 fps) marks each frame."""
+    graph = (
+        "color=c=black:s=1280x720:r=30:d=4[black];color=c=white:s=6x720:r=30:d=4[bar];"
+        "[black][bar]overlay=x='round(300*t)':y=0,"
+        "select='lt(mod(t,2),1)+not(mod(n,2))',format=yuv420p"
+    )
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", graph,
+         "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", str(target)],
+        check=True,
+    )  # fmt: skip
+    return target
+
+
+def _bar_indices(path: Path) -> list[int | None]:
+    """For each frame of `path`, the index its white bar marks (None: no bar)."""
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path),
+         "-vf", "crop=1280:2:0:8,format=gray", "-f", "rawvideo", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    rows = [raw[at : at + 1280] for at in range(0, len(raw), 2 * 1280)]  # two rows a frame
+    return [next((round(x / 10) for x, v in enumerate(row) if v > 128), None) for row in rows]
+
+
+def test_a_variable_rate_source_keeps_every_frame_at_its_time(tmp_path: Path) -> None:
+    source = _variable_rate_source(tmp_path / "vfr.mp4")
+    info = read_boxes(source)
+    assert info.fps < 23 and info.peak_rate == 30  # 90 frames in 4 s, the fastest at 30
+    pipeline.render(source, tmp_path / "out.mp4", info)
+    bumper = pipeline.BUMPER_SECONDS * 30
+    footage = _bar_indices(tmp_path / "out.mp4")[int(bumper) : int(bumper) + 118]
+    # At 30 fps each output frame shows the source frame of its time: all of the 30 fps
+    # seconds' frames once, each of the 15 fps seconds' frames twice.
+    kept = [n for n in range(120) if n // 30 % 2 == 0 or n % 2 == 0]
+    assert footage == [max(n for n in kept if n <= k) for k in range(118)]
+
+
+def test_ntsc_rates_stay_exact(tmp_path: Path) -> None:
+    source = tmp_path / "ntsc.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", "testsrc2=s=640x360:r=60000/1001:d=2", "-c:v", "libx264", "-preset", "ultrafast",
+         "-pix_fmt", "yuv420p", str(source)],
+        check=True,
+    )  # fmt: skip
+    pipeline.render(source, tmp_path / "out.mp4", read_boxes(source))
+    out = read_boxes(tmp_path / "out.mp4")
+    assert out.peak_rate == Fraction(30000, 1001)
+    assert out.fps == pytest.approx(30000 / 1001, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("fps", "peak_rate", "expected"),
+    [
+        (59.94, Fraction(60000, 1001), Fraction(30000, 1001)),
+        (59.94, Fraction("59.94"), Fraction(30000, 1001)),  # ffmpeg's tbr, rounded
+        (50, Fraction(50), Fraction(25)),
+        (120, Fraction(120), Fraction(30)),
+        (40, Fraction(40), Fraction(30)),
+        (22.58, Fraction(90000, 2991), Fraction(30)),  # a variable rate, jittery timestamps
+        (15, Fraction(15), Fraction(15)),
+        (24, None, Fraction(24)),
+    ],
+)
+def test_output_rate(fps: float, peak_rate: Fraction | None, expected: Fraction) -> None:
+    source = MediaInfo(10, 1920, 1080, "h264", fps=fps, peak_rate=peak_rate)
+    assert pipeline.output_fps(source) == expected
 
 
 def test_anb_process_writes_the_clip_and_shows_progress_on_a_terminal(

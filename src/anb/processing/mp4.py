@@ -18,6 +18,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import accumulate, chain, repeat
 from operator import add, itemgetter, mul, sub
 from pathlib import Path
@@ -38,6 +39,9 @@ MAX_CHILDREN = 10_000  # boxes directly inside one box
 MAX_SAMPLES = 250_000  # a minute at 4000 fps; longer tables are left to ffmpeg
 MAX_EDITS = 1_000
 MAX_CONFIG_BYTES = 1024 * 1024
+# The peak frame rate is that of the shortest sample duration that at least this share of the
+# samples have or beat: a few odd short samples do not set it.
+PEAK_RATE_SHARE = 0.05
 
 _HEADER = struct.Struct(">I4s")
 _U16 = struct.Struct(">H")
@@ -89,6 +93,7 @@ class VideoTrack:
     fps: float  # samples over the decoding duration
     sample_aspect: float  # width of a pixel over its height
     rotation: int  # degrees, as ffmpeg reports the display matrix
+    peak_rate: Fraction  # of the fastest part, from the sample durations (see `_peak_rate`)
 
 
 class Box(NamedTuple):
@@ -208,14 +213,16 @@ def _video_track(data: bytes, mdats: list[tuple[int, int]], file_size: int) -> V
     _require_self_contained(data, track.get(b"dref"), entry)
     codec, width, height, sample_aspect = _visual_sample_entry(data, entry)
     _check_sample_locations(data, track, mdats, file_size)
+    counts, deltas = _sample_durations(data, track.get(b"stts"))
     return VideoTrack(
         duration=_duration(data, movie, track.get(b"elst"), timescale, media_duration),
         width=width,
         height=height,
         codec=codec,
-        fps=_frame_rate(data, track.get(b"stts"), timescale),
+        fps=_frame_rate(counts, deltas, timescale),
         sample_aspect=sample_aspect,
         rotation=_rotation(matrix, movie.matrix),
+        peak_rate=_peak_rate(counts, deltas, timescale),
     )
 
 
@@ -596,17 +603,38 @@ def _edited_duration(data: bytes, elst: Box) -> int:
     return sum(entry.unpack_from(data, start + i * entry.size)[0] for i in range(count))
 
 
-def _frame_rate(data: bytes, stts: Box | None, timescale: int) -> float:
+def _sample_durations(data: bytes, stts: Box | None) -> tuple[array[int], array[int]]:
+    """stts' runs: how many samples, and their decoding duration."""
+    table = _u32_table(data, _payload(data, stts, 8, "stts"), 4, 2)
+    return table[0::2], table[1::2]
+
+
+def _frame_rate(counts: array[int], deltas: array[int], timescale: int) -> float:
     """Samples per second over stts' decoding durations, as ffmpeg averages them (a last
     lone sample with an outsized duration counts at the average)."""
-    table = _u32_table(data, _payload(data, stts, 8, "stts"), 4, 2)
-    counts, deltas = table[0::2], table[1::2]
     samples, duration = sum(counts), sum(map(mul, counts, deltas))
     if len(counts) > 1 and counts[-1] == 1 and samples - 1 > 100:
         before = duration - deltas[-1]
         if deltas[-1] // 10 > before // (samples - 1):
             duration = before + before // (samples - 1)
     return samples * timescale / duration if samples and duration else 30.0
+
+
+def _peak_rate(counts: array[int], deltas: array[int], timescale: int) -> Fraction:
+    """The frame rate of the stream's fastest part: the timescale over the shortest sample
+    duration that, with the shorter ones, covers `PEAK_RATE_SHARE` of the samples. For a
+    constant rate it is that rate, exactly (60000/1001); for a variable one (a phone
+    alternating 30 and 15 fps) the fastest, where the average would drop frames."""
+    samples: dict[int, int] = {}
+    for count, delta in zip(counts, deltas, strict=True):
+        if delta:
+            samples[delta] = samples.get(delta, 0) + count
+    needed, seen = PEAK_RATE_SHARE * sum(samples.values()), 0
+    for delta in sorted(samples):
+        seen += samples[delta]
+        if seen >= needed:
+            return Fraction(timescale, delta)
+    return Fraction(30)
 
 
 def _rotation(track_matrix: tuple[int, ...], movie_matrix: tuple[int, ...]) -> int:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import IO
@@ -31,7 +32,13 @@ from anb.processing.probe import MediaInfo
 
 WIDTH, HEIGHT = 1280, 720
 MAX_FOOTAGE_SECONDS = 30.0
-MAX_FPS = 30.0
+MAX_FPS = Fraction(30)
+# The rates cameras record at. A measured rate within 1% of one is taken as that one: a
+# phone's timestamps jitter (its 30 fps can measure 30.1), and ffmpeg prints 29.97 for 30000/1001.
+NTSC = Fraction(1000, 1001)
+STANDARD_RATES = [24 * NTSC, Fraction(24), Fraction(25), 30 * NTSC, Fraction(30)]
+STANDARD_RATES += [Fraction(48), Fraction(50), 60 * NTSC, Fraction(60), Fraction(120)]
+LOWEST_DIVIDED_RATE = 24 * NTSC
 BUMPER_SECONDS = 2.0  # each; both together stay under the 5 s allowed
 BUMPER_FADE_SECONDS = 0.4  # the closing bumper's fade to black (the opening one has none)
 BUMPER_BACKGROUND = "0x0B1F3A"
@@ -106,8 +113,26 @@ def output_seconds(source: MediaInfo) -> float:
     return footage_seconds(source) + 2 * BUMPER_SECONDS
 
 
-def output_fps(source: MediaInfo) -> float:
-    return min(source.fps, MAX_FPS)
+def nominal_rate(source: MediaInfo) -> Fraction:
+    """The source's rate where it is fastest (not its average: on a variable rate source that
+    would drop frames where it runs fast), snapped to a standard rate when it is one."""
+    measured = source.peak_rate or Fraction(source.fps)
+    nearest = min(STANDARD_RATES, key=lambda rate: abs(rate - measured))
+    if abs(nearest - measured) <= measured / 100:
+        return nearest
+    return measured.limit_denominator(1001)
+
+
+def output_fps(source: MediaInfo) -> Fraction:
+    """The source's nominal rate up to 30 fps. Above, divided by the smallest whole number
+    that brings it to 30 or under, so that every n-th frame is kept at even intervals (60 and
+    59.94 become 30 and 30000/1001, 50 becomes 25), unless that would fall under 23.976,
+    where 30 is taken (40 fps: a frame in 4 dropped rather than half of them)."""
+    rate = nominal_rate(source)
+    if rate <= MAX_FPS:
+        return rate
+    divided = rate / math.ceil(rate / MAX_FPS)
+    return divided if divided >= LOWEST_DIVIDED_RATE else MAX_FPS
 
 
 def fitted_size(source: MediaInfo) -> tuple[int, int]:
@@ -149,19 +174,20 @@ def watermark_margin(source: MediaInfo) -> int:
 
 
 def _bumper_frames(source: MediaInfo) -> int:
-    return math.ceil(BUMPER_SECONDS * output_fps(source) - 1e-6)
+    return math.ceil(Fraction(BUMPER_SECONDS) * output_fps(source))
 
 
 def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
-    fps = f"{output_fps(source):g}"
+    fps = str(output_fps(source))  # exact: 30000/1001
     picture = picture_rect(source)
     margin = watermark_margin(source)
     fade_out_start = BUMPER_SECONDS - BUMPER_FADE_SECONDS
     return ";".join(
         [
             "[1:v]split[logo_in][mark_in]",
-            f"[0:v]scale={picture.width}:{picture.height}:flags={encoder.scaler},setsar=1,"
-            f"pad={WIDTH}:{HEIGHT}:{picture.x}:{picture.y}:color=black,fps={fps},"
+            # The frame rate first: frames a faster source drops are not scaled.
+            f"[0:v]fps={fps},scale={picture.width}:{picture.height}:flags={encoder.scaler},"
+            f"setsar=1,pad={WIDTH}:{HEIGHT}:{picture.x}:{picture.y}:color=black,"
             "format=yuv420p[footage]",
             f"[mark_in]scale={watermark_width(source)}:-1,format=rgba,"
             f"colorchannelmixer=aa={WATERMARK_OPACITY}[mark]",

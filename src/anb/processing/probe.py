@@ -14,6 +14,7 @@ import re
 import struct
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,6 +29,7 @@ _DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 _FRAMES = re.compile(r"frame=\s*(\d+)")
 _VIDEO_STREAM = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})(.*)")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
+_TBR = re.compile(r"([\d.]+)(k?) tbr")  # ffmpeg's guess of the base rate (r_frame_rate)
 _SAR = re.compile(r"SAR (\d+):(\d+)")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 
@@ -41,6 +43,9 @@ class MediaInfo:
     fps: float = 30.0
     sample_aspect: float = 1.0  # width of a pixel over its height
     rotation: int = 0  # degrees, from the display matrix
+    # The rate of the fastest part (variable rate phones: 30 fps, 15 in low light), where
+    # `fps` is the average; None: take `fps`.
+    peak_rate: Fraction | None = None
 
     @property
     def short_side(self) -> int:
@@ -111,6 +116,7 @@ def read_boxes(path: Path) -> MediaInfo:
         fps=track.fps,
         sample_aspect=track.sample_aspect,
         rotation=track.rotation,
+        peak_rate=track.peak_rate,
     )
 
 
@@ -188,7 +194,16 @@ def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
         fps=float(fps.group(1)) if fps and float(fps.group(1)) > 0 else 30.0,
         sample_aspect=sample_aspect or 1.0,
         rotation=round(float(rotation.group(1))) % 360 if rotation else 0,
+        peak_rate=_base_rate(details),
     )
+
+
+def _base_rate(details: str) -> Fraction | None:
+    """ffmpeg's `tbr`, printed rounded (29.97, 1k): the pipeline snaps it to a standard rate."""
+    found = _TBR.search(details)
+    if found is None or not float(found.group(1)):
+        return None
+    return Fraction(found.group(1)) * (1000 if found.group(2) else 1)
 
 
 def _samples_missing(stderr: str) -> bool:
