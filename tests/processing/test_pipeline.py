@@ -7,6 +7,7 @@ import pty
 import subprocess
 import sys
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -246,6 +247,27 @@ def test_ntsc_rates_stay_exact(tmp_path: Path) -> None:
 def test_output_rate(fps: float, peak_rate: Fraction | None, expected: Fraction) -> None:
     source = MediaInfo(10, 1920, 1080, "h264", fps=fps, peak_rate=peak_rate)
     assert pipeline.output_fps(source) == expected
+
+
+def test_keyframes_every_2_s_and_the_bitrate_capped(tmp_path: Path) -> None:
+    source = _source(tmp_path / "noise.mp4", "1280x720", 6, fps=30, vf="noise=alls=50:allf=t+u")
+    pipeline.render(source, tmp_path / "out.mp4", read_boxes(source))
+    samples, frame = media.samples(tmp_path / "out.mp4"), 1 / 30
+    keys = [sample.time for sample in samples if sample.key] + [samples[-1].time + frame]
+    assert max(b - a for a, b in pairwise(keys)) <= 2 + 1e-6
+    # A player that receives the clip at the cap never waits: no run of frames carries more
+    # bits than the cap brings in during it plus the buffer (the VBV model).
+    cap, buffer = pipeline.ENCODER.max_bitrate, pipeline.ENCODER.buffer_bits
+    for first in range(len(samples)):
+        bits = 0
+        for sample in samples[first:]:
+            bits += 8 * sample.size
+            assert bits <= 1.05 * cap * (sample.time - samples[first].time + frame) + buffer
+    # Once the buffer the still opening bumper left is spent, noise streams at the cap.
+    footage = (pipeline.BUMPER_SECONDS + 1, pipeline.BUMPER_SECONDS + 6 - 2)
+    for start in (sample.time for sample in samples if footage[0] <= sample.time <= footage[1]):
+        bits = 8 * sum(sample.size for sample in samples if start <= sample.time < start + 2)
+        assert bits / 2 <= 1.1 * cap, f"{bits / 2e6:.2f} Mb/s from {start:.2f} s"
 
 
 def test_anb_process_writes_the_clip_and_shows_progress_on_a_terminal(
