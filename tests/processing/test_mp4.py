@@ -202,6 +202,7 @@ def _assert_same(got: Verdict, expected: Verdict) -> None:
     assert ours.duration == pytest.approx(ffmpegs.duration, abs=0.05)
     assert ours.fps == pytest.approx(ffmpegs.fps, abs=0.01)
     assert pipeline.nominal_rate(ours) == pipeline.nominal_rate(ffmpegs)
+    assert ours.transfer == ffmpegs.transfer
     assert ours.sample_aspect == pytest.approx(ffmpegs.sample_aspect, rel=1e-3)
     exact = ("width", "height", "rotation", "codec")
     assert [getattr(ours, name) for name in exact] == [getattr(ffmpegs, name) for name in exact]

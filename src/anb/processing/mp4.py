@@ -58,6 +58,19 @@ _SWAP = sys.byteorder == "little"  # the boxes are big-endian
 _VISUAL_SAMPLE_ENTRY_BYTES = 78  # the fields of a VisualSampleEntry before its child boxes
 _MPEG4_VISUAL = 0x20  # esds objectTypeIndication of MPEG-4 part 2 video
 _HEVC_PARAMETER_SETS = {32, 33, 34}  # VPS, SPS, PPS
+TRANSFERS = {  # colr's transfer characteristics (ISO/IEC 23091-2) -> ffmpeg's name
+    1: "bt709",
+    4: "gamma22",
+    5: "gamma28",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "linear",
+    13: "iec61966-2-1",
+    14: "bt2020-10",
+    15: "bt2020-12",
+    16: "smpte2084",
+    18: "arib-std-b67",
+}
 _TRACK_LAYOUT = {  # container -> the children read from it
     b"trak": {b"tkhd", b"edts", b"mdia"},
     b"edts": {b"elst"},
@@ -94,6 +107,7 @@ class VideoTrack:
     sample_aspect: float  # width of a pixel over its height
     rotation: int  # degrees, as ffmpeg reports the display matrix
     peak_rate: Fraction  # of the fastest part, from the sample durations (see `_peak_rate`)
+    transfer: str  # ffmpeg's name of the transfer function from `colr`; "" when not declared
 
 
 class Box(NamedTuple):
@@ -211,7 +225,7 @@ def _video_track(data: bytes, mdats: list[tuple[int, int]], file_size: int) -> V
     timescale, media_duration = _media_header(data, track.get(b"mdhd"))
     entry = _sample_entry(data, track.get(b"stsd"))
     _require_self_contained(data, track.get(b"dref"), entry)
-    codec, width, height, sample_aspect = _visual_sample_entry(data, entry)
+    codec, width, height, sample_aspect, transfer = _visual_sample_entry(data, entry)
     _check_sample_locations(data, track, mdats, file_size)
     counts, deltas = _sample_durations(data, track.get(b"stts"))
     return VideoTrack(
@@ -223,6 +237,7 @@ def _video_track(data: bytes, mdats: list[tuple[int, int]], file_size: int) -> V
         sample_aspect=sample_aspect,
         rotation=_rotation(matrix, movie.matrix),
         peak_rate=_peak_rate(counts, deltas, timescale),
+        transfer=transfer,
     )
 
 
@@ -326,8 +341,9 @@ def _require_self_contained(data: bytes, dref: Box | None, entry: Box) -> None:
         raise Unsupported("samples in another file")
 
 
-def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float]:
-    """Codec, stored width and height and pixel aspect from the video sample entry."""
+def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float, str]:
+    """Codec, stored width and height, pixel aspect and transfer function from the video
+    sample entry."""
     codec = CODECS.get(entry.kind)
     if codec is None:
         raise Unsupported(f"codec {entry.kind!r}")
@@ -337,7 +353,8 @@ def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float]
         raise Unsupported("no size in the sample entry")
     extensions = _children(data, entry, skip=_VISUAL_SAMPLE_ENTRY_BYTES)
     _CONFIG_CHECKS[entry.kind](data, extensions, entry.kind)
-    return codec, width, height, _pixel_aspect(data, _first(extensions, b"pasp"))
+    sample_aspect = _pixel_aspect(data, _first(extensions, b"pasp"))
+    return codec, width, height, sample_aspect, _transfer(data, extensions)
 
 
 def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
@@ -345,6 +362,16 @@ def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
         return 1.0
     horizontal, vertical = _TWO_U32.unpack_from(data, pasp.start)
     return horizontal / vertical if horizontal and vertical else 1.0
+
+
+def _transfer(data: bytes, extensions: list[Box]) -> str:
+    """The transfer function a `colr` box of colour type `nclx` (ISO) or `nclc` (QuickTime)
+    declares: primaries, transfer and matrix codes (u16 each) follow the type."""
+    for box in extensions:
+        colour_type = data[box.start : box.start + 4]
+        if box.kind == b"colr" and box.end - box.start >= 10 and colour_type in (b"nclx", b"nclc"):
+            return TRANSFERS.get(_U16.unpack_from(data, box.start + 6)[0], "")
+    return ""
 
 
 def _config(extensions: list[Box], kind: bytes) -> Box | None:

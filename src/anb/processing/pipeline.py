@@ -92,6 +92,11 @@ class Encoder:
 
 
 ENCODER = Encoder()
+# What the output declares, whatever the source: BT.709 SDR (HDR sources are tone-mapped).
+BT709_TAGS = (
+    "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+    "-color_range", "tv",
+)  # fmt: skip
 
 
 class PipelineFailed(Exception):
@@ -192,8 +197,8 @@ def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
             "[1:v]split[logo_in][mark_in]",
             # The frame rate first: frames a faster source drops are not scaled.
             f"[0:v]fps={fps},scale={picture.width}:{picture.height}:flags={encoder.scaler},"
-            f"setsar=1,pad={WIDTH}:{HEIGHT}:{picture.x}:{picture.y}:color=black,"
-            "format=yuv420p[footage]",
+            f"{tone_mapping(source)}setsar=1,"
+            f"pad={WIDTH}:{HEIGHT}:{picture.x}:{picture.y}:color=black,format=yuv420p[footage]",
             f"[mark_in]scale={watermark_width(source)}:-1,format=rgba,"
             f"colorchannelmixer=aa={WATERMARK_OPACITY}[mark]",
             # In the picture's bottom right corner (`w` and `h` are the watermark's size).
@@ -209,8 +214,28 @@ def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
             # No fade-in: the clip's first frame (what players and thumbnailers show before
             # playing) is the card, not black.
             f"[closing]fade=out:st={fade_out_start:g}:d={BUMPER_FADE_SECONDS}[last]",
-            "[opening][marked][last]concat=n=3:v=1:a=0[out]",
+            "[opening][marked][last]concat=n=3:v=1:a=0,"
+            "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv[out]",
         ]
+    )
+
+
+def tone_mapping(source: MediaInfo) -> str:
+    """For an HDR source (PQ or HLG, BT.2020), the filters that make it BT.709 SDR (with a
+    trailing comma); "" for any other. They run after the downscale, on at most 1280x720.
+
+    HDR reference white (203 cd/m², ITU-R BT.2408) becomes SDR white; the Möbius curve keeps
+    what is below half of it as it is and rolls the rest off towards the highlights, without
+    desaturating them. Measured through the pipeline on a test card made HDR and back: mean
+    error per RGB sample 16 (HLG) and 18 (PQ) of 255 against the card's SDR rendering, luma
+    117 for 127; Reinhard 29, Hable 49 (luma 81), no tone mapping 69 and 89. Clipping at
+    reference white would give 6-8 on the card but flattens every highlight of real footage."""
+    if not source.hdr:
+        return ""
+    return (
+        f"zscale=tin={source.transfer}:pin=bt2020:min=bt2020nc:t=linear:npl=203,"
+        "format=gbrpf32le,zscale=p=bt709,tonemap=mobius:param=0.5:desat=0,"
+        "zscale=t=bt709:m=bt709:r=tv,format=yuv420p,"
     )
 
 
@@ -227,7 +252,7 @@ def build_command(
         "-map", "[out]", "-an", "-sn", "-dn", "-map_metadata", "-1",
         "-c:v", "libx264", "-preset", encoder.preset, *_rate_control(encoder),
         "-x264-params", x264_params,
-        *encoder.extra, "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+        *encoder.extra, "-pix_fmt", "yuv420p", *BT709_TAGS, "-movflags", "+faststart",
         str(output_path),
     ]  # fmt: skip
 

@@ -31,6 +31,10 @@ _VIDEO_STREAM = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
 _TBR = re.compile(r"([\d.]+)(k?) tbr")  # ffmpeg's guess of the base rate (r_frame_rate)
 _SAR = re.compile(r"SAR (\d+):(\d+)")
+# The pixel format's details, as in "yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67, progressive)"
+# (matrix/primaries/transfer), or "yuv420p(tv, bt709)" when the three are named alike.
+_COLOURS = re.compile(r"\w\((?:\w+, )?(?:[\w-]+/[\w-]+/([\w-]+)|(bt709|smpte170m|smpte240m)\b)")
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ (HDR10, Dolby Vision) and HLG
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 
 
@@ -46,10 +50,15 @@ class MediaInfo:
     # The rate of the fastest part (variable rate phones: 30 fps, 15 in low light), where
     # `fps` is the average; None: take `fps`.
     peak_rate: Fraction | None = None
+    transfer: str = ""  # ffmpeg's name of the transfer function; "" when not declared
 
     @property
     def short_side(self) -> int:
         return min(self.width, self.height)
+
+    @property
+    def hdr(self) -> bool:
+        return self.transfer in HDR_TRANSFERS
 
     @property
     def display_size(self) -> tuple[float, float]:
@@ -117,6 +126,7 @@ def read_boxes(path: Path) -> MediaInfo:
         sample_aspect=track.sample_aspect,
         rotation=track.rotation,
         peak_rate=track.peak_rate,
+        transfer=track.transfer,
     )
 
 
@@ -195,7 +205,13 @@ def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
         sample_aspect=sample_aspect or 1.0,
         rotation=round(float(rotation.group(1))) % 360 if rotation else 0,
         peak_rate=_base_rate(details),
+        transfer=_transfer(stream.group(0)),
     )
+
+
+def _transfer(stream_line: str) -> str:
+    found = _COLOURS.search(stream_line)
+    return (found.group(1) or found.group(2)) if found else ""
 
 
 def _base_rate(details: str) -> Fraction | None:
