@@ -1,11 +1,16 @@
 """The processing pipeline: one ffmpeg pass from an upload to the published clip.
 
 Output: H.264 (yuv420p, +faststart) at 1280x720, square pixels, the footage fitted inside
-(letter- or pillar-boxed, never stretched or cropped), at most 30 s of it, at most 30 fps,
-the ANB watermark on the footage, an opening and a closing bumper with the ANB logo, and no
-audio. Only the first 30 s of the input are read; the bumpers are drawn inside the same
-filter graph from the logo (one card frame, drawn once and repeated: a still costs almost
-nothing to encode).
+(letter- or pillar-boxed, never stretched or cropped), at most 30 s of it, the ANB watermark
+on the picture itself (placed and sized on the fitted picture, never on the bars), an opening
+and a closing bumper with the ANB logo (the clip starts on the card, not on black), and no
+audio. Timing follows the source's timestamps: the output runs at the source's nominal rate,
+that of its fastest part, exact as a fraction (30000/1001) and brought to at most 30 fps by
+keeping every n-th frame. HDR sources (PQ, HLG) are tone-mapped to SDR, and every output is
+tagged BT.709. For streaming: CRF under a VBV cap of 4.5 Mb/s, a keyframe every 2 s.
+Only the first 30 s of the input are read; the bumpers are drawn inside the same filter graph
+from the logo (one card frame, drawn once and repeated: a still costs almost nothing to
+encode).
 
 Where the CPU goes (scripts/bench_worker: 30 s of 1080p30 H.264 at ~6.7 Mb/s, 2 cores): about
 45% decoding the source, 40% x264, 11% scaling, the rest the watermark and the bumpers. The
