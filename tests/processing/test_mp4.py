@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from anb.core.settings import Settings
-from anb.processing import mp4
+from anb.processing import mp4, pipeline
 from anb.processing.ffmpeg import ffmpeg_exe
 from anb.processing.probe import (
     DAMAGED,
@@ -201,6 +201,8 @@ def _assert_same(got: Verdict, expected: Verdict) -> None:
     ours, ffmpegs = got[1], expected[1]
     assert ours.duration == pytest.approx(ffmpegs.duration, abs=0.05)
     assert ours.fps == pytest.approx(ffmpegs.fps, abs=0.01)
+    assert pipeline.nominal_rate(ours) == pipeline.nominal_rate(ffmpegs)
+    assert ours.transfer == ffmpegs.transfer
     assert ours.sample_aspect == pytest.approx(ffmpegs.sample_aspect, rel=1e-3)
     exact = ("width", "height", "rotation", "codec")
     assert [getattr(ours, name) for name in exact] == [getattr(ffmpegs, name) for name in exact]

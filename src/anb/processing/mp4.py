@@ -18,6 +18,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import accumulate, chain, repeat
 from operator import add, itemgetter, mul, sub
 from pathlib import Path
@@ -38,6 +39,9 @@ MAX_CHILDREN = 10_000  # boxes directly inside one box
 MAX_SAMPLES = 250_000  # a minute at 4000 fps; longer tables are left to ffmpeg
 MAX_EDITS = 1_000
 MAX_CONFIG_BYTES = 1024 * 1024
+# The peak frame rate is that of the shortest sample duration that at least this share of the
+# samples have or beat: a few odd short samples do not set it.
+PEAK_RATE_SHARE = 0.05
 
 _HEADER = struct.Struct(">I4s")
 _U16 = struct.Struct(">H")
@@ -54,6 +58,19 @@ _SWAP = sys.byteorder == "little"  # the boxes are big-endian
 _VISUAL_SAMPLE_ENTRY_BYTES = 78  # the fields of a VisualSampleEntry before its child boxes
 _MPEG4_VISUAL = 0x20  # esds objectTypeIndication of MPEG-4 part 2 video
 _HEVC_PARAMETER_SETS = {32, 33, 34}  # VPS, SPS, PPS
+TRANSFERS = {  # colr's transfer characteristics (ISO/IEC 23091-2) -> ffmpeg's name
+    1: "bt709",
+    4: "gamma22",
+    5: "gamma28",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "linear",
+    13: "iec61966-2-1",
+    14: "bt2020-10",
+    15: "bt2020-12",
+    16: "smpte2084",
+    18: "arib-std-b67",
+}
 _TRACK_LAYOUT = {  # container -> the children read from it
     b"trak": {b"tkhd", b"edts", b"mdia"},
     b"edts": {b"elst"},
@@ -89,6 +106,8 @@ class VideoTrack:
     fps: float  # samples over the decoding duration
     sample_aspect: float  # width of a pixel over its height
     rotation: int  # degrees, as ffmpeg reports the display matrix
+    peak_rate: Fraction  # of the fastest part, from the sample durations (see `_peak_rate`)
+    transfer: str  # ffmpeg's name of the transfer function from `colr`; "" when not declared
 
 
 class Box(NamedTuple):
@@ -206,16 +225,19 @@ def _video_track(data: bytes, mdats: list[tuple[int, int]], file_size: int) -> V
     timescale, media_duration = _media_header(data, track.get(b"mdhd"))
     entry = _sample_entry(data, track.get(b"stsd"))
     _require_self_contained(data, track.get(b"dref"), entry)
-    codec, width, height, sample_aspect = _visual_sample_entry(data, entry)
+    codec, width, height, sample_aspect, transfer = _visual_sample_entry(data, entry)
     _check_sample_locations(data, track, mdats, file_size)
+    counts, deltas = _sample_durations(data, track.get(b"stts"))
     return VideoTrack(
         duration=_duration(data, movie, track.get(b"elst"), timescale, media_duration),
         width=width,
         height=height,
         codec=codec,
-        fps=_frame_rate(data, track.get(b"stts"), timescale),
+        fps=_frame_rate(counts, deltas, timescale),
         sample_aspect=sample_aspect,
         rotation=_rotation(matrix, movie.matrix),
+        peak_rate=_peak_rate(counts, deltas, timescale),
+        transfer=transfer,
     )
 
 
@@ -319,8 +341,9 @@ def _require_self_contained(data: bytes, dref: Box | None, entry: Box) -> None:
         raise Unsupported("samples in another file")
 
 
-def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float]:
-    """Codec, stored width and height and pixel aspect from the video sample entry."""
+def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float, str]:
+    """Codec, stored width and height, pixel aspect and transfer function from the video
+    sample entry."""
     codec = CODECS.get(entry.kind)
     if codec is None:
         raise Unsupported(f"codec {entry.kind!r}")
@@ -330,7 +353,8 @@ def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float]
         raise Unsupported("no size in the sample entry")
     extensions = _children(data, entry, skip=_VISUAL_SAMPLE_ENTRY_BYTES)
     _CONFIG_CHECKS[entry.kind](data, extensions, entry.kind)
-    return codec, width, height, _pixel_aspect(data, _first(extensions, b"pasp"))
+    sample_aspect = _pixel_aspect(data, _first(extensions, b"pasp"))
+    return codec, width, height, sample_aspect, _transfer(data, extensions)
 
 
 def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
@@ -338,6 +362,16 @@ def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
         return 1.0
     horizontal, vertical = _TWO_U32.unpack_from(data, pasp.start)
     return horizontal / vertical if horizontal and vertical else 1.0
+
+
+def _transfer(data: bytes, extensions: list[Box]) -> str:
+    """The transfer function a `colr` box of colour type `nclx` (ISO) or `nclc` (QuickTime)
+    declares: primaries, transfer and matrix codes (u16 each) follow the type."""
+    for box in extensions:
+        colour_type = data[box.start : box.start + 4]
+        if box.kind == b"colr" and box.end - box.start >= 10 and colour_type in (b"nclx", b"nclc"):
+            return TRANSFERS.get(_U16.unpack_from(data, box.start + 6)[0], "")
+    return ""
 
 
 def _config(extensions: list[Box], kind: bytes) -> Box | None:
@@ -596,17 +630,38 @@ def _edited_duration(data: bytes, elst: Box) -> int:
     return sum(entry.unpack_from(data, start + i * entry.size)[0] for i in range(count))
 
 
-def _frame_rate(data: bytes, stts: Box | None, timescale: int) -> float:
+def _sample_durations(data: bytes, stts: Box | None) -> tuple[array[int], array[int]]:
+    """stts' runs: how many samples, and their decoding duration."""
+    table = _u32_table(data, _payload(data, stts, 8, "stts"), 4, 2)
+    return table[0::2], table[1::2]
+
+
+def _frame_rate(counts: array[int], deltas: array[int], timescale: int) -> float:
     """Samples per second over stts' decoding durations, as ffmpeg averages them (a last
     lone sample with an outsized duration counts at the average)."""
-    table = _u32_table(data, _payload(data, stts, 8, "stts"), 4, 2)
-    counts, deltas = table[0::2], table[1::2]
     samples, duration = sum(counts), sum(map(mul, counts, deltas))
     if len(counts) > 1 and counts[-1] == 1 and samples - 1 > 100:
         before = duration - deltas[-1]
         if deltas[-1] // 10 > before // (samples - 1):
             duration = before + before // (samples - 1)
     return samples * timescale / duration if samples and duration else 30.0
+
+
+def _peak_rate(counts: array[int], deltas: array[int], timescale: int) -> Fraction:
+    """The frame rate of the stream's fastest part: the timescale over the shortest sample
+    duration that, with the shorter ones, covers `PEAK_RATE_SHARE` of the samples. For a
+    constant rate it is that rate, exactly (60000/1001); for a variable one (a phone
+    alternating 30 and 15 fps) the fastest, where the average would drop frames."""
+    samples: dict[int, int] = {}
+    for count, delta in zip(counts, deltas, strict=True):
+        if delta:
+            samples[delta] = samples.get(delta, 0) + count
+    needed, seen = PEAK_RATE_SHARE * sum(samples.values()), 0
+    for delta in sorted(samples):
+        seen += samples[delta]
+        if seen >= needed:
+            return Fraction(timescale, delta)
+    return Fraction(30)
 
 
 def _rotation(track_matrix: tuple[int, ...], movie_matrix: tuple[int, ...]) -> int:

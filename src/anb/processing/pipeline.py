@@ -1,11 +1,16 @@
 """The processing pipeline: one ffmpeg pass from an upload to the published clip.
 
 Output: H.264 (yuv420p, +faststart) at 1280x720, square pixels, the footage fitted inside
-(letter- or pillar-boxed, never stretched or cropped), at most 30 s of it, at most 30 fps,
-the ANB watermark on the footage, an opening and a closing bumper with the ANB logo, and no
-audio. Only the first 30 s of the input are read; the bumpers are drawn inside the same
-filter graph from the logo (one card frame, drawn once and repeated: a still costs almost
-nothing to encode).
+(letter- or pillar-boxed, never stretched or cropped), at most 30 s of it, the ANB watermark
+on the picture itself (placed and sized on the fitted picture, never on the bars), an opening
+and a closing bumper with the ANB logo (the clip starts on the card, not on black), and no
+audio. Timing follows the source's timestamps: the output runs at the source's nominal rate,
+that of its fastest part, exact as a fraction (30000/1001) and brought to at most 30 fps by
+keeping every n-th frame. HDR sources (PQ, HLG) are tone-mapped to SDR, and every output is
+tagged BT.709. For streaming: CRF under a VBV cap of 4.5 Mb/s, a keyframe every 2 s.
+Only the first 30 s of the input are read; the bumpers are drawn inside the same filter graph
+from the logo (one card frame, drawn once and repeated: a still costs almost nothing to
+encode).
 
 Where the CPU goes (scripts/bench_worker: 30 s of 1080p30 H.264 at ~6.7 Mb/s, 2 cores): about
 45% decoding the source, 40% x264, 11% scaling, the rest the watermark and the bumpers. The
@@ -22,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import IO
@@ -31,13 +37,24 @@ from anb.processing.probe import MediaInfo
 
 WIDTH, HEIGHT = 1280, 720
 MAX_FOOTAGE_SECONDS = 30.0
-MAX_FPS = 30.0
+MAX_FPS = Fraction(30)
+# The rates cameras record at. A measured rate within 1% of one is taken as that one: a
+# phone's timestamps jitter (its 30 fps can measure 30.1), and ffmpeg prints 29.97 for 30000/1001.
+NTSC = Fraction(1000, 1001)
+STANDARD_RATES = [24 * NTSC, Fraction(24), Fraction(25), 30 * NTSC, Fraction(30)]
+STANDARD_RATES += [Fraction(48), Fraction(50), 60 * NTSC, Fraction(60), Fraction(120)]
+LOWEST_DIVIDED_RATE = 24 * NTSC
 BUMPER_SECONDS = 2.0  # each; both together stay under the 5 s allowed
-BUMPER_FADE_SECONDS = 0.4
+BUMPER_FADE_SECONDS = 0.4  # the closing bumper's fade to black (the opening one has none)
 BUMPER_BACKGROUND = "0x0B1F3A"
 BUMPER_LOGO_WIDTH = 400
-WATERMARK_WIDTH = 132
-WATERMARK_MARGIN = 24
+# The watermark is sized and placed on the fitted picture: its width and margin are shares of
+# the picture's short side (132 and 24 px on a 16:9 picture, the most, since that side is at
+# most 720; 74 and 14 px on a 9:16 one), with a floor for extreme shapes.
+WATERMARK_SHARE = 132 / 720
+WATERMARK_MIN_WIDTH = 48
+WATERMARK_MARGIN_SHARE = 24 / 720
+WATERMARK_MIN_MARGIN = 8
 WATERMARK_OPACITY = 0.75
 
 
@@ -63,11 +80,17 @@ class Encoder:
     """How the source is decoded, scaled (swscale `flags`) and encoded (libx264)."""
 
     preset: str = "ultrafast"
-    # Constant quantiser (I, P and B frames at about 23, 26 and 28). CRF would weigh each
-    # frame's complexity on a half-resolution lookahead: at about the same bytes, CRF 25 gives
-    # SSIM +0.0016 for +0.4 CPU s; CRF 26 or QP 27 lose 0.005 SSIM.
-    qp: int = 26
-    crf: int | None = None  # CRF rate control instead of `qp` when set
+    # Constant quality (CRF) under a cap: a VBV of `max_bitrate` with a buffer of
+    # `buffer_bits`, so that the clip streams at 4.5 Mb/s, the top 720p30 rung of Apple's HLS
+    # authoring specification (YouTube recommends 5 Mb/s for 720p30). x264 applies a VBV only
+    # to CRF or ABR, not to a constant quantiser. CRF 25.5 keeps the bytes of the constant
+    # QP 26 used before (-0.2% and -0.3% on the benchmark's 6.7 and 13 Mb/s inputs, 2 s
+    # keyframes included) for SSIM +0.0025 and +0.0019; CRF 25 costs +9% bytes. The VBV is
+    # what costs CPU: the render takes +16% with it than CRF alone (median of 5, 50 MB input).
+    crf: float = 25.5
+    max_bitrate: int = 4_500_000  # bits per second
+    buffer_bits: int = 9_000_000
+    keyframe_seconds: int = 2  # the longest gap between keyframes, for seeking and segmenting
     scaler: str = "bilinear"  # bicubic: +0.45 CPU s, and only SSIM +0.0005 at the same bytes
     x264_params: tuple[str, ...] = X264_PARAMS
     input_options: tuple[str, ...] = DECODER_OPTIONS
@@ -75,6 +98,11 @@ class Encoder:
 
 
 ENCODER = Encoder()
+# What the output declares, whatever the source: BT.709 SDR (HDR sources are tone-mapped).
+BT709_TAGS = (
+    "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+    "-color_range", "tv",
+)  # fmt: skip
 
 
 class PipelineFailed(Exception):
@@ -101,8 +129,26 @@ def output_seconds(source: MediaInfo) -> float:
     return footage_seconds(source) + 2 * BUMPER_SECONDS
 
 
-def output_fps(source: MediaInfo) -> float:
-    return min(source.fps, MAX_FPS)
+def nominal_rate(source: MediaInfo) -> Fraction:
+    """The source's rate where it is fastest (not its average: on a variable rate source that
+    would drop frames where it runs fast), snapped to a standard rate when it is one."""
+    measured = source.peak_rate or Fraction(source.fps)
+    nearest = min(STANDARD_RATES, key=lambda rate: abs(rate - measured))
+    if abs(nearest - measured) <= measured / 100:
+        return nearest
+    return measured.limit_denominator(1001)
+
+
+def output_fps(source: MediaInfo) -> Fraction:
+    """The source's nominal rate up to 30 fps. Above, divided by the smallest whole number
+    that brings it to 30 or under, so that every n-th frame is kept at even intervals (60 and
+    59.94 become 30 and 30000/1001, 50 becomes 25), unless that would fall under 23.976,
+    where 30 is taken (40 fps: a frame in 4 dropped rather than half of them)."""
+    rate = nominal_rate(source)
+    if rate <= MAX_FPS:
+        return rate
+    divided = rate / math.ceil(rate / MAX_FPS)
+    return divided if divided >= LOWEST_DIVIDED_RATE else MAX_FPS
 
 
 def fitted_size(source: MediaInfo) -> tuple[int, int]:
@@ -116,22 +162,54 @@ def _even(value: float, limit: int) -> int:
     return max(2, min(limit, 2 * math.floor(value / 2 + 0.5)))
 
 
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def picture_rect(source: MediaInfo) -> Rect:
+    """Where the fitted picture lies in the 1280x720 frame: centred, at even offsets (pad
+    would round odd ones down to the chroma grid anyway)."""
+    width, height = fitted_size(source)
+    return Rect((WIDTH - width) // 4 * 2, (HEIGHT - height) // 4 * 2, width, height)
+
+
+def watermark_width(source: MediaInfo) -> int:
+    picture = picture_rect(source)
+    short_side = min(picture.width, picture.height)
+    return max(WATERMARK_MIN_WIDTH, round(short_side * WATERMARK_SHARE))
+
+
+def watermark_margin(source: MediaInfo) -> int:
+    picture = picture_rect(source)
+    short_side = min(picture.width, picture.height)
+    return max(WATERMARK_MIN_MARGIN, round(short_side * WATERMARK_MARGIN_SHARE))
+
+
 def _bumper_frames(source: MediaInfo) -> int:
-    return math.ceil(BUMPER_SECONDS * output_fps(source) - 1e-6)
+    return math.ceil(Fraction(BUMPER_SECONDS) * output_fps(source))
 
 
 def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
-    fps = f"{output_fps(source):g}"
-    width, height = fitted_size(source)
+    fps = str(output_fps(source))  # exact: 30000/1001
+    picture = picture_rect(source)
+    margin = watermark_margin(source)
     fade_out_start = BUMPER_SECONDS - BUMPER_FADE_SECONDS
     return ";".join(
         [
             "[1:v]split[logo_in][mark_in]",
-            f"[0:v]scale={width}:{height}:flags={encoder.scaler},setsar=1,"
-            f"pad={WIDTH}:{HEIGHT}:(ow-iw)/2:(oh-ih)/2:color=black,fps={fps},format=yuv420p[footage]",
-            f"[mark_in]scale={WATERMARK_WIDTH}:-1,format=rgba,"
+            # The frame rate first: frames a faster source drops are not scaled.
+            f"[0:v]fps={fps},scale={picture.width}:{picture.height}:flags={encoder.scaler},"
+            f"{tone_mapping(source)}setsar=1,"
+            f"pad={WIDTH}:{HEIGHT}:{picture.x}:{picture.y}:color=black,format=yuv420p[footage]",
+            f"[mark_in]scale={watermark_width(source)}:-1,format=rgba,"
             f"colorchannelmixer=aa={WATERMARK_OPACITY}[mark]",
-            f"[footage][mark]overlay=W-w-{WATERMARK_MARGIN}:H-h-{WATERMARK_MARGIN}[marked]",
+            # In the picture's bottom right corner (`w` and `h` are the watermark's size).
+            f"[footage][mark]overlay=x={picture.x + picture.width - margin}-w"
+            f":y={picture.y + picture.height - margin}-h[marked]",
             # The card: one frame with the logo, drawn once, then repeated (decoding, scaling
             # and overlaying the logo for every bumper frame cost 0.25 CPU s more).
             f"color=c={BUMPER_BACKGROUND}:s={WIDTH}x{HEIGHT}:r={fps},trim=end_frame=1[card]",
@@ -139,17 +217,39 @@ def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
             "[card][logo]overlay=(W-w)/2:(H-h)/2,format=yuv420p,setsar=1,"
             f"loop=loop={_bumper_frames(source) - 1}:size=1,setpts=N/FRAME_RATE/TB,"
             "split[opening][closing]",
-            f"[opening]fade=in:st=0:d={BUMPER_FADE_SECONDS}[first]",
+            # No fade-in: the clip's first frame (what players and thumbnailers show before
+            # playing) is the card, not black.
             f"[closing]fade=out:st={fade_out_start:g}:d={BUMPER_FADE_SECONDS}[last]",
-            "[first][marked][last]concat=n=3:v=1:a=0[out]",
+            "[opening][marked][last]concat=n=3:v=1:a=0,"
+            "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv[out]",
         ]
+    )
+
+
+def tone_mapping(source: MediaInfo) -> str:
+    """For an HDR source (PQ or HLG, BT.2020), the filters that make it BT.709 SDR (with a
+    trailing comma); "" for any other. They run after the downscale, on at most 1280x720.
+
+    HDR reference white (203 cd/m², ITU-R BT.2408) becomes SDR white; the Möbius curve keeps
+    what is below half of it as it is and rolls the rest off towards the highlights, without
+    desaturating them. Measured through the pipeline on a test card made HDR and back: mean
+    error per RGB sample 16 (HLG) and 18 (PQ) of 255 against the card's SDR rendering, luma
+    117 for 127; Reinhard 29, Hable 49 (luma 81), no tone mapping 69 and 89. Clipping at
+    reference white would give 6-8 on the card but flattens every highlight of real footage.
+    It is costly, in float: 1.9x the CPU of the same 1080p 10-bit HEVC source in SDR."""
+    if not source.hdr:
+        return ""
+    return (
+        f"zscale=tin={source.transfer}:pin=bt2020:min=bt2020nc:t=linear:npl=203,"
+        "format=gbrpf32le,zscale=p=bt709,tonemap=mobius:param=0.5:desat=0,"
+        "zscale=t=bt709:m=bt709:r=tv,format=yuv420p,"
     )
 
 
 def build_command(
     source_path: Path, output_path: Path, source: MediaInfo, encoder: Encoder = ENCODER
 ) -> list[str]:
-    x264_params = ["-x264-params", ":".join(encoder.x264_params)] if encoder.x264_params else []
+    x264_params = ":".join([*encoder.x264_params, *_keyframes(source, encoder)])
     return [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
         "-progress", "pipe:1",
@@ -157,14 +257,25 @@ def build_command(
         "-i", str(logo_path()),
         "-filter_complex", filter_graph(source, encoder),
         "-map", "[out]", "-an", "-sn", "-dn", "-map_metadata", "-1",
-        "-c:v", "libx264", "-preset", encoder.preset, *_rate_control(encoder), *x264_params,
-        *encoder.extra, "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+        "-c:v", "libx264", "-preset", encoder.preset, *_rate_control(encoder),
+        "-x264-params", x264_params,
+        *encoder.extra, "-pix_fmt", "yuv420p", *BT709_TAGS, "-movflags", "+faststart",
         str(output_path),
     ]  # fmt: skip
 
 
 def _rate_control(encoder: Encoder) -> list[str]:
-    return ["-qp", str(encoder.qp)] if encoder.crf is None else ["-crf", str(encoder.crf)]
+    return [
+        "-crf", f"{encoder.crf:g}",
+        "-maxrate", str(encoder.max_bitrate), "-bufsize", str(encoder.buffer_bits),
+    ]  # fmt: skip
+
+
+def _keyframes(source: MediaInfo, encoder: Encoder) -> list[str]:
+    """A keyframe every `keyframe_seconds` or sooner (59 frames at 30000/1001), at fixed
+    intervals: no scene cut moves them."""
+    interval = math.floor(encoder.keyframe_seconds * output_fps(source))
+    return [f"keyint={interval}", f"min-keyint={interval}", "scenecut=0"]
 
 
 def render(

@@ -14,6 +14,7 @@ import re
 import struct
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,7 +29,12 @@ _DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 _FRAMES = re.compile(r"frame=\s*(\d+)")
 _VIDEO_STREAM = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})(.*)")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
+_TBR = re.compile(r"([\d.]+)(k?) tbr")  # ffmpeg's guess of the base rate (r_frame_rate)
 _SAR = re.compile(r"SAR (\d+):(\d+)")
+# The pixel format's details, as in "yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67, progressive)"
+# (matrix/primaries/transfer), or "yuv420p(tv, bt709)" when the three are named alike.
+_COLOURS = re.compile(r"\w\((?:\w+, )?(?:[\w-]+/[\w-]+/([\w-]+)|(bt709|smpte170m|smpte240m)\b)")
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ (HDR10, Dolby Vision) and HLG
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 
 
@@ -41,10 +47,18 @@ class MediaInfo:
     fps: float = 30.0
     sample_aspect: float = 1.0  # width of a pixel over its height
     rotation: int = 0  # degrees, from the display matrix
+    # The rate of the fastest part (variable rate phones: 30 fps, 15 in low light), where
+    # `fps` is the average; None: take `fps`.
+    peak_rate: Fraction | None = None
+    transfer: str = ""  # ffmpeg's name of the transfer function; "" when not declared
 
     @property
     def short_side(self) -> int:
         return min(self.width, self.height)
+
+    @property
+    def hdr(self) -> bool:
+        return self.transfer in HDR_TRANSFERS
 
     @property
     def display_size(self) -> tuple[float, float]:
@@ -111,6 +125,8 @@ def read_boxes(path: Path) -> MediaInfo:
         fps=track.fps,
         sample_aspect=track.sample_aspect,
         rotation=track.rotation,
+        peak_rate=track.peak_rate,
+        transfer=track.transfer,
     )
 
 
@@ -188,7 +204,22 @@ def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
         fps=float(fps.group(1)) if fps and float(fps.group(1)) > 0 else 30.0,
         sample_aspect=sample_aspect or 1.0,
         rotation=round(float(rotation.group(1))) % 360 if rotation else 0,
+        peak_rate=_base_rate(details),
+        transfer=_transfer(stream.group(0)),
     )
+
+
+def _transfer(stream_line: str) -> str:
+    found = _COLOURS.search(stream_line)
+    return (found.group(1) or found.group(2)) if found else ""
+
+
+def _base_rate(details: str) -> Fraction | None:
+    """ffmpeg's `tbr`, printed rounded (29.97, 1k): the pipeline snaps it to a standard rate."""
+    found = _TBR.search(details)
+    if found is None or not float(found.group(1)):
+        return None
+    return Fraction(found.group(1)) * (1000 if found.group(2) else 1)
 
 
 def _samples_missing(stderr: str) -> bool:
