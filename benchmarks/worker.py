@@ -59,12 +59,13 @@ VMAF_SLACK = 1.0  # ours >= production - this
 PRODUCTION = pipeline.Encoder(
     preset="veryfast",
     crf=23,
+    max_bitrate=4_000_000,
+    buffer_bits=8_000_000,
     scaler="bicubic",
     x264_params=(),
     input_options=(),
-    extra=("-maxrate", "4M", "-bufsize", "8M"),
 )
-"""A typical production encode of the same picture (fit, watermark, bumpers)."""
+"""A typical production encode of the same picture (fit, watermark, bumpers, 2 s keyframes)."""
 
 REFERENCE_GRAPH = (
     "[1:v]trim=0:30,setpts=PTS-STARTPTS,"
