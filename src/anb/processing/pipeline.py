@@ -120,6 +120,11 @@ def _bumper_frames(source: MediaInfo) -> int:
     return math.ceil(BUMPER_SECONDS * output_fps(source) - 1e-6)
 
 
+def footage_stream(source: MediaInfo) -> str:
+    """The filter graph's name for the source's main video stream (`0:v` is its first)."""
+    return f"0:{source.stream_index}"
+
+
 def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
     fps = f"{output_fps(source):g}"
     width, height = fitted_size(source)
@@ -127,7 +132,7 @@ def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
     return ";".join(
         [
             "[1:v]split[logo_in][mark_in]",
-            f"[0:v]scale={width}:{height}:flags={encoder.scaler},setsar=1,"
+            f"[{footage_stream(source)}]scale={width}:{height}:flags={encoder.scaler},setsar=1,"
             f"pad={WIDTH}:{HEIGHT}:(ow-iw)/2:(oh-ih)/2:color=black,fps={fps},format=yuv420p[footage]",
             f"[mark_in]scale={WATERMARK_WIDTH}:-1,format=rgba,"
             f"colorchannelmixer=aa={WATERMARK_OPACITY}[mark]",
