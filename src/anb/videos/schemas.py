@@ -10,7 +10,7 @@ from pydantic import (
     model_serializer,
 )
 
-from anb.core.responses import Timestamp
+from anb.core.responses import ThumbnailUrl, Timestamp
 from anb.core.text import NO_NUL
 from anb.videos.models import TITLE_MAX_CHARS, VideoStatus
 
@@ -35,6 +35,7 @@ class VideoSummary(_OmitsErrorUnlessFailed):
     uploaded_at: Timestamp
     processed_at: Timestamp | None
     processed_url: str | None
+    thumbnail_url: ThumbnailUrl
     votes: int
 
 
