@@ -1,14 +1,8 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import (
-    BaseModel,
-    Field,
-    SerializerFunctionWrapHandler,
-    StringConstraints,
-    model_serializer,
-)
+from pydantic import BaseModel, Field, StringConstraints
 
 from anb.core.responses import ThumbnailUrl, Timestamp
 from anb.core.text import NO_NUL
@@ -16,14 +10,15 @@ from anb.videos.models import TITLE_MAX_CHARS, VideoStatus
 
 
 class _OmitsErrorUnlessFailed(BaseModel):
-    error: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _drop_empty_error(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)  # a model serializes to a dict
-        if data.get("error") is None:
-            data.pop("error", None)
-        return data
+    # `exclude_if` rather than a wrapping model serializer: that one typed the answer as
+    # dict[str, Any], and OpenAPI showed the videos' shapes as bare objects.
+    error: Annotated[
+        str | None,
+        Field(
+            description="Why processing failed, in words for the player (only when failed)",
+            exclude_if=lambda error: error is None,
+        ),
+    ] = None
 
 
 class VideoSummary(_OmitsErrorUnlessFailed):
