@@ -15,6 +15,7 @@ from benchmarks import ROOT, upload_rss, worker
 
 WRAPPERS = {
     "bench_api": "api",
+    "bench_poster": "poster",
     "bench_probe": "probe",
     "bench_upload_rss": "upload_rss",
     "bench_worker": "worker",

@@ -6,6 +6,11 @@ pass stays as it is. ffmpeg seeks to the keyframe before the moment wanted (`-ss
 32x18 grey pixels, comes back on stdout so that a black frame (a dark scene, a fade) can be
 told from a usable one. The moments tried lie inside the footage, past the opening bumper:
 a third of the way in first, then others; when every one is dark, the brightest is kept.
+
+Cost (scripts/bench_poster, median of 3 on the worker benchmark's 50 MB input, 2 busy
+cores): 0.26 CPU s and 0.45 s wall against the render's 8.9 CPU s and 9.9 s, i.e. 2.9% of
+its CPU time and 4.6% of its wall time. Most of it is decoding from the keyframe before
+the moment (x264's default interval: up to 250 frames).
 """
 
 from __future__ import annotations
