@@ -246,7 +246,7 @@ def test_a_job_delivered_twice_to_two_pollers_at_once_is_published_once(
     assert (after.processed_key, after.processed_at) == first_seen
     assert after.status == VideoStatus.processed and after.error is None
     assert after.claim_token is None
-    assert _stored(after.id) == {after.original_key, after.processed_key}
+    assert _stored(after.id) == {after.original_key, after.processed_key, after.thumbnail_key}
     assert queues.count(queues.dlq_url) == 0
     assert overlap == 2, "the two deliveries were not processed at once"
     lines = {poller.pid: _job_lines(poller, after.id) for poller in (first, second)}
