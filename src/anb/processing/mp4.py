@@ -246,19 +246,28 @@ def main_track_rank(area: int, enabled: bool, index: int) -> tuple[int, bool, in
 
 def _main_video_track(data: bytes, moov: list[Box]) -> tuple[int, dict[bytes, Box]]:
     """The boxes of the main video track (`main_track_rank`) and its stream index: ffmpeg
-    makes a stream of every `trak`, in order. A video track has handler `vide`, or a video
-    sample entry under any handler but `soun` (what ffmpeg takes as video)."""
-    ranked: list[tuple[tuple[int, bool, int], int, dict[bytes, Box]]] = []
-    traks = (box for box in moov if box.kind == b"trak")
-    for index, trak in enumerate(traks):
-        track = _track_boxes(data, trak)
+    makes a stream of every `trak`, in order, and of cover art where it meets it (files
+    with cover art ahead of the track are left to ffmpeg). A video track has handler
+    `vide`, or a video sample entry under any handler but `soun` (what ffmpeg takes as
+    video)."""
+    ranked: list[tuple[tuple[int, bool, int], int, dict[bytes, Box], bool]] = []
+    index, cover_before = 0, False
+    for box in moov:
+        if box.kind in (b"udta", b"meta") and b"covr" in data[box.start : box.end]:
+            cover_before = True  # ffmpeg makes a stream of the cover art, where it finds it
+        if box.kind != b"trak":
+            continue
+        track = _track_boxes(data, box)
         handler = _handler(data, track.get(b"hdlr"))
         if handler == b"vide" or (handler != b"soun" and _entry_type(data, track) in CODECS):
             rank = main_track_rank(_stored_area(data, track), _enabled(data, track), index)
-            ranked.append((rank, index, track))
+            ranked.append((rank, index, track, cover_before))
+        index += 1
     if not ranked:
         raise NoVideoTrack("no video track")
-    _, index, track = max(ranked, key=itemgetter(0))
+    _, index, track, cover_before = max(ranked, key=itemgetter(0))
+    if cover_before:
+        raise Unsupported("cover art ahead of the video track: ffmpeg numbers the streams")
     return index, track
 
 

@@ -233,6 +233,7 @@ class _VideoStream:
     width: int
     height: int
     enabled: bool  # ffmpeg marks an enabled track's stream "(default)"
+    cover: bool  # cover art (an "attached pic"), not footage
     details: str  # the rest of its line: frame rate, pixel aspect
     side_data: str  # the lines under it: the display matrix
 
@@ -251,18 +252,20 @@ def _video_streams(header: str) -> list[_VideoStream]:
             streams.append(
                 _VideoStream(
                     int(index), codec, int(width), int(height), "(default)" in details,
-                    details, below,
+                    "(attached pic)" in details, details, below,
                 )
             )  # fmt: skip
     return streams
 
 
-def _main_stream(streams: list[_VideoStream]) -> _VideoStream:
+def _main_stream(streams: list[_VideoStream]) -> _VideoStream | None:
+    footage = [stream for stream in streams if not stream.cover]
     return max(
-        streams,
+        footage,
         key=lambda stream: mp4.main_track_rank(
             stream.width * stream.height, stream.enabled, stream.index
         ),
+        default=None,
     )
 
 
@@ -272,10 +275,10 @@ def parse_probe_output(stderr: str, returncode: int, durations: Mapping[int, flo
     header = _header(stderr)
     if "Input #0," not in header:
         raise UnacceptableVideo(UNREADABLE)
-    streams = _video_streams(header)
-    if not streams:
-        raise UnacceptableVideo(NO_VIDEO)
+    streams = _video_streams(header)  # copied in this order: their output indices
     stream = _main_stream(streams)
+    if stream is None:
+        raise UnacceptableVideo(NO_VIDEO)
     duration = durations.get(streams.index(stream))
     if not duration or returncode != 0 or _samples_missing(stderr):
         raise UnacceptableVideo(DAMAGED)
