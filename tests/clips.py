@@ -23,6 +23,12 @@ class Clips:
     text: Path  # text named .mp4
     truncated: Path  # the landscape clip cut in half
     moov_at_end_truncated: Path  # moov-at-end layout, cut: no index at all
+    quicktime: Path  # the landscape clip in a QuickTime (.mov) container
+    thumbnail_track_first: Path  # a 640x360 red track, then the 1920x1080 MAIN_COLOUR footage
+    short_video_long_audio: Path  # 19.5 s of 1920x1080 video, 20.5 s of sound
+
+
+MAIN_COLOUR = (0x2A, 0x9D, 0x8F)  # the footage of `thumbnail_track_first`; its thumbnail is red
 
 
 def encode(target: Path, *, width: int, height: int, seconds: float, extra: tuple = ()) -> Path:
@@ -53,6 +59,14 @@ def make_clips(directory: Path) -> Clips:
         "low_res": (directory / "low_res.mp4", 1280, 720, 21, ()),
         "matroska": (directory / "matroska.mp4", 1920, 1080, 21, ("-f", "matroska")),
     }
+    made_by_ffmpeg = {
+        "thumbnail_track_first": (directory / "thumbnail_first.mp4", _THUMBNAIL_TRACK_FIRST),
+        "short_video_long_audio": (directory / "long_audio.mp4", _SHORT_VIDEO_LONG_AUDIO),
+        "quicktime": (
+            directory / "quicktime.mov",
+            ("-i", str(landscape), "-c", "copy", "-f", "mov"),
+        ),
+    }
     with ThreadPoolExecutor() as pool:
         audio = pool.submit(_audio_only, directory / "audio_only.mp4")
         futures = {
@@ -61,6 +75,8 @@ def make_clips(directory: Path) -> Clips:
         }
         made = {name: future.result() for name, future in futures.items()}
         audio.result()
+        done = pool.map(lambda made_from: _ffmpeg(*made_from), made_by_ffmpeg.values())
+        made.update(zip(made_by_ffmpeg, done, strict=True))
     truncated = directory / "truncated.mp4"
     truncated.write_bytes(landscape.read_bytes()[: landscape.stat().st_size // 2])
     cut = directory / "moov_end_truncated.mp4"
@@ -75,6 +91,26 @@ def make_clips(directory: Path) -> Clips:
         truncated=truncated,
         moov_at_end_truncated=cut,
     )
+
+
+_THUMBNAIL_TRACK_FIRST = (
+    "-f", "lavfi", "-i", "color=c=red:s=640x360:r=10:d=21",
+    "-f", "lavfi", "-i", "color=c=0x2A9D8F:s=1920x1080:r=10:d=21",
+    "-map", "0", "-map", "1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+)  # fmt: skip
+_SHORT_VIDEO_LONG_AUDIO = (
+    "-f", "lavfi", "-i", "color=c=0x1d3557:s=1920x1080:r=10:d=19.5",
+    "-f", "lavfi", "-i", "sine=frequency=440:duration=20.5",
+    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+)  # fmt: skip
+
+
+def _ffmpeg(target: Path, arguments: tuple[str, ...]) -> Path:
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *arguments, str(target)],
+        check=True,
+    )
+    return target
 
 
 def _audio_only(target: Path) -> None:

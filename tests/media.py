@@ -44,13 +44,22 @@ def top_level_boxes(path: Path) -> list[str]:
 
 def frame(path: Path, at: float) -> list[list[tuple[int, int, int]]]:
     """The frame shown at `at` seconds, downscaled to 128x72, as rows of RGB pixels."""
+    return _pixels(["-ss", f"{at}", "-i", str(path)], f"no frame at {at} s")
+
+
+def picture(path: Path) -> list[list[tuple[int, int, int]]]:
+    """An image file (a poster), downscaled to 128x72, as rows of RGB pixels."""
+    return _pixels(["-i", str(path)], "no picture")
+
+
+def _pixels(source: list[str], missing: str) -> list[list[tuple[int, int, int]]]:
     raw = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-ss", f"{at}", "-i", str(path),
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", *source,
          "-frames:v", "1", "-vf", f"scale={THUMB_W}:{THUMB_H}:flags=area",
          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
-    assert len(raw) == THUMB_W * THUMB_H * 3, f"no frame at {at} s"
+    assert len(raw) == THUMB_W * THUMB_H * 3, missing
     pixels = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
     return [pixels[row * THUMB_W : (row + 1) * THUMB_W] for row in range(THUMB_H)]
 

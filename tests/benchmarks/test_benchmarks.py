@@ -16,6 +16,7 @@ from benchmarks import ROOT, content, upload_rss, worker
 
 WRAPPERS = {
     "bench_api": "api",
+    "bench_poster": "poster",
     "bench_probe": "probe",
     "bench_upload_rss": "upload_rss",
     "bench_worker": "worker",

@@ -49,7 +49,8 @@ def _public_view(response: httpx.Response) -> Any:
     """A public list without its presigned URLs (their signature changes every second)."""
     body = response.json()
     if isinstance(body, list):
-        return [{k: v for k, v in row.items() if k != "processed_url"} for row in body]
+        urls = ("processed_url", "thumbnail_url")
+        return [{k: v for k, v in row.items() if k not in urls} for row in body]
     return body
 
 

@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_another_that_publishes_it_who
     assert video.error is None and video.claim_token is None
     killed_key = processed_key_for(video.id, claimed.claim_token)
     assert video.processed_key != killed_key
-    assert _stored(video.id) == {video.original_key, video.processed_key}
+    assert _stored(video.id) == {video.original_key, video.processed_key, video.thumbnail_key}
     served = _assert_published_is_whole(client, player, video, tmp_path)
     assert served != half_written
     wait_for(lambda: queues.count() == 0, 15, "the job's message to be deleted")
@@ -169,7 +169,7 @@ def test_a_worker_killed_between_uploading_and_publishing_leaves_no_orphan_outpu
     _assert_published_is_whole(client, player, video, tmp_path)
     wait_for(lambda: queues.count() == 0, 15, "the job's message to be deleted")
     assert rescuer.stop() == 0, rescuer.output()
-    assert _stored(video.id) == {video.original_key, video.processed_key}
+    assert _stored(video.id) == {video.original_key, video.processed_key, video.thumbnail_key}
 
 
 def _record(job: dict[str, str], receive_count: int) -> dict:
@@ -209,7 +209,7 @@ def test_a_publish_failing_on_the_database_leaves_no_orphan_output(
     video = _video(job["video_id"])
     assert video.status == VideoStatus.processed and video.processed_key
     assert video.processed_key not in failed_token_outputs
-    assert _stored(video.id) == {video.original_key, video.processed_key}
+    assert _stored(video.id) == {video.original_key, video.processed_key, video.thumbnail_key}
 
 
 def test_a_job_delivered_twice_to_two_pollers_at_once_is_published_once(
@@ -246,7 +246,7 @@ def test_a_job_delivered_twice_to_two_pollers_at_once_is_published_once(
     assert (after.processed_key, after.processed_at) == first_seen
     assert after.status == VideoStatus.processed and after.error is None
     assert after.claim_token is None
-    assert _stored(after.id) == {after.original_key, after.processed_key}
+    assert _stored(after.id) == {after.original_key, after.processed_key, after.thumbnail_key}
     assert queues.count(queues.dlq_url) == 0
     assert overlap == 2, "the two deliveries were not processed at once"
     lines = {poller.pid: _job_lines(poller, after.id) for poller in (first, second)}

@@ -11,7 +11,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
+from dataclasses import fields, replace
+from operator import itemgetter
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,39 @@ def more_clips(clips: Clips, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     made["first_video_track_disabled"] = _patched(
         clips.landscape, directory / "disabled.mp4", (b"moov", b"trak", b"tkhd"), 8, ">I", 0
     )
+    made["cover_art"] = _with_cover_art(clips.landscape, directory)
+    made["cover_art_first"] = _cover_art_first(made["cover_art"], directory)
     return made
+
+
+def _with_cover_art(source: Path, directory: Path) -> Path:
+    """`source` with a 2400x2400 cover picture, larger than the footage (ffmpeg writes it
+    in the moov's udta, after the tracks; ffmpeg reads it as an "attached pic" stream)."""
+    cover, target = directory / "cover.jpg", directory / "cover_art.mp4"
+    _ffmpeg(cover, "-f", "lavfi", "-i", "color=c=red:s=2400x2400", "-frames:v", "1")
+    _ffmpeg(
+        target, "-i", str(source), "-i", str(cover), "-map", "0", "-map", "1", "-c", "copy",
+        "-disposition:v:1", "attached_pic",
+    )  # fmt: skip
+    return target
+
+
+def _cover_art_first(source: Path, directory: Path) -> Path:
+    """`source` (moov at the end) with its udta moved ahead of the tracks: ffmpeg then makes
+    the cover's stream first, and numbers the footage's stream 1."""
+    data = bytearray(source.read_bytes())
+    moov = _box(data, b"moov")
+    moov_end = moov + struct.unpack_from(">I", data, moov)[0]
+    children, at = [], moov + 8
+    while at < moov_end:
+        size, kind = struct.unpack_from(">I4s", data, at)
+        children.append((kind != b"mvhd", kind != b"udta", bytes(data[at : at + size])))
+        at += size
+    ahead = sorted(children, key=itemgetter(0, 1))  # stable: the tracks keep their order
+    data[moov + 8 : moov_end] = b"".join(box for *_, box in ahead)
+    target = directory / "cover_art_first.mp4"
+    target.write_bytes(data)
+    return target
 
 
 def _box(data: bytes | bytearray, *path: bytes, start: int = 0, end: int | None = None) -> int:
@@ -204,7 +237,7 @@ def _assert_same(got: Verdict, expected: Verdict) -> None:
     assert pipeline.nominal_rate(ours) == pipeline.nominal_rate(ffmpegs)
     assert ours.transfer == ffmpegs.transfer
     assert ours.sample_aspect == pytest.approx(ffmpegs.sample_aspect, rel=1e-3)
-    exact = ("width", "height", "rotation", "codec")
+    exact = ("width", "height", "rotation", "codec", "stream_index")
     assert [getattr(ours, name) for name in exact] == [getattr(ffmpegs, name) for name in exact]
 
 
@@ -218,9 +251,10 @@ SHARED = [field.name for field in fields(Clips)]
 MORE = [
     "rotated_90", "rotated_180", "rotated_270", "anamorphic", "fps_60", "fps_ntsc_mpeg4",
     "sound_first_b_frames", "avc3", "hevc_hvc1", "hevc_hev1", "vp9", "av1",
-    "index_without_media", "media_cut_inside_mdat", "two_mdats",
+    "index_without_media", "media_cut_inside_mdat", "two_mdats", "first_video_track_disabled",
+    "cover_art",
 ]  # fmt: skip
-FALLBACKS = ["fragmented", "first_video_track_disabled", "mjpeg"]
+FALLBACKS = ["fragmented", "mjpeg", "cover_art_first"]
 
 
 def _clip(name: str, clips: Clips, more_clips: dict[str, Path | None]) -> Path:
@@ -249,6 +283,15 @@ def test_the_expected_facts_come_from_the_boxes(
     assert _upload_verdict(more_clips["index_without_media"])[0] == f"video_file: {DAMAGED}"
     assert _upload_verdict(more_clips["sound_first_b_frames"])[1] is not None
     assert _upload_verdict(more_clips["two_mdats"])[1] is not None
+
+
+def test_cover_art_is_never_taken_for_the_footage(
+    clips: Clips, more_clips: dict[str, Path | None]
+) -> None:
+    after = check_upload(_clip("cover_art", clips, more_clips), RULES)
+    assert (after.width, after.height, after.stream_index) == (1920, 1080, 0)
+    ahead = check_upload(_clip("cover_art_first", clips, more_clips), RULES)
+    assert (ahead.width, ahead.height, ahead.stream_index) == (1920, 1080, 1)
 
 
 def test_an_upload_judged_from_the_boxes_spawns_no_process(clips: Clips) -> None:
@@ -359,7 +402,8 @@ def test_deeply_nested_boxes_cost_nothing(clips: Clips, tmp_path: Path) -> None:
     started = time.process_time()
     info = read_boxes(deep)
     assert time.process_time() - started < QUICK_CPU_SECONDS
-    assert info == read_boxes(clips.portrait)
+    assert replace(info, stream_index=0) == read_boxes(clips.portrait)
+    assert info.stream_index == 1  # ffmpeg makes a stream of the nested trak too
 
 
 @pytest.mark.parametrize("name", ["landscape", "sound_first_b_frames", "hevc_hvc1"])

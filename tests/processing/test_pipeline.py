@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from anb.core.settings import Settings
 from anb.processing import pipeline
 from anb.processing.ffmpeg import ffmpeg_exe
-from anb.processing.probe import MediaInfo, probe, read_boxes
+from anb.processing.probe import MediaInfo, UploadRules, check_upload, probe, read_boxes
 from tests import media
+from tests.clips import MAIN_COLOUR, Clips
 
 GREEN = (0x2A, 0x9D, 0x8F)
 NAVY = tuple(bytes.fromhex(pipeline.BUMPER_BACKGROUND.removeprefix("0x")))
@@ -169,6 +171,15 @@ def test_portrait_footage_is_pillarboxed_not_stretched(outputs: dict[str, Path],
 def test_non_square_pixels_are_shown_at_their_display_aspect(outputs: dict[str, Path]) -> None:
     image = media.frame(outputs["anamorphic"], pipeline.BUMPER_SECONDS + 1)
     assert media.near(image[36][1], GREEN) and media.near(image[36][126], GREEN)  # no bars
+
+
+def test_the_main_video_track_is_rendered_not_a_thumbnail_track_before_it(
+    clips: Clips, tmp_path: Path
+) -> None:
+    source, output = clips.thumbnail_track_first, tmp_path / "clip.mp4"
+    pipeline.render(source, output, check_upload(source, UploadRules.from_settings(Settings())))
+    image = media.frame(output, pipeline.BUMPER_SECONDS + 5)
+    assert media.near(image[36][64], MAIN_COLOUR), image[36][64]  # the thumbnail is red
 
 
 def test_fitted_size_keeps_even_dimensions() -> None:

@@ -11,8 +11,8 @@ from tests.clips import Clips
 from tests.support.api import Player, download, signup, upload, upload_public
 
 PUBLIC_KEYS = {
-    "video_id", "title", "username", "city", "country", "processed_url", "votes", "processed_at",
-    "voted",
+    "video_id", "title", "username", "city", "country", "processed_url", "thumbnail_url", "votes",
+    "processed_at", "voted",
 }  # fmt: skip
 
 

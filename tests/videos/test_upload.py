@@ -51,6 +51,8 @@ def test_portrait_1080x1920_is_accepted(client: TestClient, player: Player, clip
         ("short", "la duración debe estar entre 20 y 60 segundos"),
         ("long", "la duración debe estar entre 20 y 60 segundos"),
         ("low_res", "se requiere 1080p o más"),
+        ("quicktime", "QuickTime (.mov), no MP4: expórtalo o conviértelo a MP4"),
+        ("short_video_long_audio", "el video dura 19.5 s; la duración debe estar entre 20 y 60"),
     ],
 )
 def test_unacceptable_files_are_400_saying_why_and_leave_nothing_behind(

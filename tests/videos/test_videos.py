@@ -16,6 +16,7 @@ SUMMARY_KEYS = {
     "uploaded_at",
     "processed_at",
     "processed_url",
+    "thumbnail_url",
     "votes",
 }
 
@@ -41,6 +42,7 @@ def test_my_videos_newest_first_with_the_contract_fields(
     assert set(videos[0]) == SUMMARY_KEYS
     assert videos[0]["status"] == "uploaded"
     assert videos[0]["processed_at"] is None and videos[0]["processed_url"] is None
+    assert videos[0]["thumbnail_url"] is None
     assert videos[0]["votes"] == 0
     assert videos[0]["uploaded_at"].endswith("Z")
 
@@ -65,7 +67,7 @@ def test_one_video_with_working_signed_urls(
     assert response.status_code == 200
     video = response.json()
     assert set(video) == SUMMARY_KEYS | {"original_url"}
-    assert video["processed_url"] is None
+    assert video["processed_url"] is None and video["thumbnail_url"] is None
     url = video["original_url"]
     assert url.startswith("http://") and video_id in url
     assert parse_qs(urlsplit(url).query)  # signed and expiring

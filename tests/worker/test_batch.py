@@ -5,18 +5,22 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 
 from anb.core.db import unit_of_work
+from anb.processing import poster
+from anb.processing.pipeline import PipelineFailed
 from anb.processing.probe import probe
 from anb.storage import get_storage
 from anb.videos.models import Video, VideoStatus
 from anb.worker.batch import handle_batch
 from anb.worker.jobs import GAVE_UP
-from tests.clips import Clips
-from tests.support.api import Player, upload
+from tests import media
+from tests.clips import MAIN_COLOUR, Clips
+from tests.support.api import Player, download, upload
 from tests.support.services import reset_process_state
 
 EVENT = json.loads((Path(__file__).parents[2] / "events" / "sqs.json").read_text())
@@ -62,10 +66,57 @@ def test_a_job_publishes_the_processed_clip_beside_the_original(
     video = _video(uploaded["video_id"])
     assert video.status == VideoStatus.processed
     assert video.processed_at is not None and video.error is None and video.claim_token is None
-    assert _stored_keys(video.id) == {video.original_key, video.processed_key}
+    assert _stored_keys(video.id) == {video.original_key, video.processed_key, video.thumbnail_key}
     output = tmp_path / "processed.mp4"
     get_storage().get_file(video.processed_key, output)
     assert (probe(output).width, probe(output).height) == (1280, 720)
+    assert video.thumbnail_key == video.processed_key.replace(".mp4", ".jpg")  # beside it
+
+
+def test_the_poster_is_served_as_thumbnail_url_once_processed(
+    client: TestClient, player: Player, clips: Clips, tmp_path: Path
+) -> None:
+    """On the clip whose first track is a red thumbnail: the poster shows the footage."""
+    uploaded = upload(client, player, clips.thumbnail_track_first, "Portada").json()
+    video_id = uploaded["video_id"]
+    before = client.get(f"/api/videos/{video_id}", headers=player.headers).json()
+    assert before["status"] == "uploaded" and before["thumbnail_url"] is None
+    assert handle_batch(sqs_event(job_body(video_id, uploaded["task_id"]))) == {
+        "batchItemFailures": []
+    }
+
+    video = client.get(f"/api/videos/{video_id}", headers=player.headers).json()
+    [listed] = client.get("/api/videos", headers=player.headers).json()
+    [public] = client.get("/api/public/videos").json()
+    for shown in (video, listed, public):
+        assert urlsplit(shown["thumbnail_url"]).query  # signed and expiring
+        served = download(client, shown["thumbnail_url"])
+        assert served.status_code == 200
+        assert served.headers["content-type"] == "image/jpeg"
+    poster = tmp_path / "poster.jpg"
+    poster.write_bytes(served.content)
+    assert "Video: mjpeg" in media.streams(poster).video_line
+    assert "1280x720" in media.streams(poster).video_line
+    image = media.picture(poster)
+    assert media.near(image[36][64], MAIN_COLOUR) and media.near(image[5][5], MAIN_COLOUR)
+
+
+@pytest.mark.parametrize(("receive_count", "status"), [(1, "processing"), (3, "failed")])
+def test_a_poster_that_cannot_be_made_fails_the_attempt_and_stores_nothing(
+    uploaded: dict, monkeypatch: pytest.MonkeyPatch, receive_count: int, status: str
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise PipelineFailed("no frame for the poster")
+
+    monkeypatch.setattr(poster, "make_poster", broken)
+    event = sqs_event(
+        job_body(uploaded["video_id"], uploaded["task_id"]), receive_count=receive_count
+    )
+    expected = [] if status == "failed" else [{"itemIdentifier": "message-0"}]
+    assert handle_batch(event) == {"batchItemFailures": expected}  # retried like a render
+    video = _video(uploaded["video_id"])
+    assert video.status == status and video.thumbnail_key is None
+    assert _stored_keys(video.id) == {video.original_key}
 
 
 def test_a_duplicate_job_succeeds_doing_nothing(uploaded: dict) -> None:
@@ -75,7 +126,7 @@ def test_a_duplicate_job_succeeds_doing_nothing(uploaded: dict) -> None:
     assert handle_batch(sqs_event(body)) == {"batchItemFailures": []}
     again = _video(uploaded["video_id"])
     assert (again.processed_key, again.processed_at) == (first.processed_key, first.processed_at)
-    assert len(_stored_keys(first.id)) == 2
+    assert len(_stored_keys(first.id)) == 3
 
 
 def test_two_copies_in_one_batch_publish_once(uploaded: dict) -> None:
@@ -83,7 +134,7 @@ def test_two_copies_in_one_batch_publish_once(uploaded: dict) -> None:
     assert handle_batch(sqs_event(body, body)) == {"batchItemFailures": []}
     video = _video(uploaded["video_id"])
     assert video.status == VideoStatus.processed
-    assert len(_stored_keys(video.id)) == 2  # the original and one processed clip
+    assert len(_stored_keys(video.id)) == 3  # the original, one processed clip, its poster
 
 
 def test_a_job_for_a_deleted_video_succeeds_and_leaves_nothing(

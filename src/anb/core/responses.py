@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
 _DESCRIPTIONS = {
     400: "Invalid request",
@@ -75,3 +75,12 @@ def _utc_iso(moment: datetime) -> str:
 
 Timestamp = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str)]
 """A datetime rendered as ISO 8601 in UTC with a `Z` suffix."""
+
+ThumbnailUrl = Annotated[
+    str | None,
+    Field(
+        description="The poster: a 1280x720 JPEG frame of the processed clip's footage, at an "
+        "absolute, expiring URL like the clip's. Null until the video is processed."
+    ),
+]
+"""A video's poster URL, in every shape that lists videos."""

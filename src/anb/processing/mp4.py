@@ -1,4 +1,4 @@
-"""The facts of an MP4's first video track, read in-process from its ISO-BMFF boxes.
+"""The facts of an MP4's main video track, read in-process from its ISO-BMFF boxes.
 
 Only box headers and the `moov` box (track headers and sample tables) are read, never the
 media data. Every count read from the file is checked against the bytes that would have to
@@ -108,6 +108,7 @@ class VideoTrack:
     rotation: int  # degrees, as ffmpeg reports the display matrix
     peak_rate: Fraction  # of the fastest part, from the sample durations (see `_peak_rate`)
     transfer: str  # ffmpeg's name of the transfer function from `colr`; "" when not declared
+    stream_index: int  # ffmpeg's index of the track's stream (`0:{index}`)
 
 
 class Box(NamedTuple):
@@ -124,7 +125,7 @@ class _Movie:
 
 
 def read_video_track(path: Path) -> VideoTrack:
-    """The facts of the file's first video track; an `Mp4Error` saying why there are none."""
+    """The facts of the file's main video track; an `Mp4Error` saying why there are none."""
     with path.open("rb") as handle:
         file_size = os.fstat(handle.fileno()).st_size
         moov, mdats = _top_level_layout(handle, file_size)
@@ -218,10 +219,8 @@ def _video_track(data: bytes, mdats: list[tuple[int, int]], file_size: int) -> V
     if _first(boxes, b"mvex") is not None:
         raise Unsupported("fragmented MP4")
     movie = _movie_header(data, _first(boxes, b"mvhd"))
-    track = _first_video_track(data, boxes)
-    enabled, matrix = _track_header(data, track.get(b"tkhd"))
-    if not enabled:
-        raise Unsupported("the first video track is disabled")
+    stream_index, track = _main_video_track(data, boxes)
+    matrix = _track_matrix(data, track.get(b"tkhd"))
     timescale, media_duration = _media_header(data, track.get(b"mdhd"))
     entry = _sample_entry(data, track.get(b"stsd"))
     _require_self_contained(data, track.get(b"dref"), entry)
@@ -238,6 +237,7 @@ def _video_track(data: bytes, mdats: list[tuple[int, int]], file_size: int) -> V
         rotation=_rotation(matrix, movie.matrix),
         peak_rate=_peak_rate(counts, deltas, timescale),
         transfer=transfer,
+        stream_index=stream_index,
     )
 
 
@@ -258,17 +258,39 @@ def _times(data: bytes, header: Box | None, kind: str) -> tuple[int, int, int]:
     return version, timescale, 0 if duration in _UNKNOWN_DURATIONS else duration
 
 
-def _first_video_track(data: bytes, moov: list[Box]) -> dict[bytes, Box]:
-    """The boxes of the first track ffmpeg would take as video (its `0:v:0`): handler
-    `vide`, or a video sample entry under any handler but `soun`."""
-    for trak in moov:
-        if trak.kind != b"trak":
+def main_track_rank(area: int, enabled: bool, index: int) -> tuple[int, bool, int]:
+    """How a video track ranks as the one to judge and render (the highest wins): the
+    largest picture, then an enabled track, then the first. A thumbnail or preview track may
+    come before the footage, and writers (ffmpeg among them) enable only the first track of
+    a kind, so the enabled flag alone would pick the thumbnail."""
+    return area, enabled, -index
+
+
+def _main_video_track(data: bytes, moov: list[Box]) -> tuple[int, dict[bytes, Box]]:
+    """The boxes of the main video track (`main_track_rank`) and its stream index: ffmpeg
+    makes a stream of every `trak`, in order, and of cover art where it meets it (files
+    with cover art ahead of the track are left to ffmpeg). A video track has handler
+    `vide`, or a video sample entry under any handler but `soun` (what ffmpeg takes as
+    video)."""
+    ranked: list[tuple[tuple[int, bool, int], int, dict[bytes, Box], bool]] = []
+    index, cover_before = 0, False
+    for box in moov:
+        if box.kind in (b"udta", b"meta") and b"covr" in data[box.start : box.end]:
+            cover_before = True  # ffmpeg makes a stream of the cover art, where it finds it
+        if box.kind != b"trak":
             continue
-        track = _track_boxes(data, trak)
+        track = _track_boxes(data, box)
         handler = _handler(data, track.get(b"hdlr"))
         if handler == b"vide" or (handler != b"soun" and _entry_type(data, track) in CODECS):
-            return track
-    raise NoVideoTrack("no video track")
+            rank = main_track_rank(_stored_area(data, track), _enabled(data, track), index)
+            ranked.append((rank, index, track, cover_before))
+        index += 1
+    if not ranked:
+        raise NoVideoTrack("no video track")
+    _, index, track, cover_before = max(ranked, key=itemgetter(0))
+    if cover_before:
+        raise Unsupported("cover art ahead of the video track: ffmpeg numbers the streams")
+    return index, track
 
 
 def _track_boxes(data: bytes, trak: Box) -> dict[bytes, Box]:
@@ -299,13 +321,28 @@ def _entry_type(data: bytes, track: dict[bytes, Box]) -> bytes:
     return data[stsd.start + 12 : stsd.start + 16]
 
 
-def _track_header(data: bytes, tkhd: Box | None) -> tuple[bool, tuple[int, ...]]:
-    """Whether the track is enabled, and its display matrix."""
+def _stored_area(data: bytes, track: dict[bytes, Box]) -> int:
+    """Width times height of the first video sample entry; 0 where it cannot be read (the
+    chosen track's entry is checked in full later)."""
+    stsd = track.get(b"stsd")
+    size_at = stsd.start + 8 + 8 + 24 if stsd else 0  # stsd fields, entry header, entry fields
+    if stsd is None or stsd.end - size_at < _TWO_U16.size:
+        return 0
+    width, height = _TWO_U16.unpack_from(data, size_at)
+    return int(width) * int(height)
+
+
+def _enabled(data: bytes, track: dict[bytes, Box]) -> bool:
+    tkhd = track.get(b"tkhd")
+    return tkhd is not None and tkhd.end - tkhd.start >= 4 and bool(data[tkhd.start + 3] & 1)
+
+
+def _track_matrix(data: bytes, tkhd: Box | None) -> tuple[int, ...]:
+    """The track's display matrix."""
     version = data[_payload(data, tkhd, 4, "tkhd").start]
     matrix_at = 52 if version == 1 else 40
     tkhd = _payload(data, tkhd, matrix_at + _MATRIX.size, "tkhd")
-    enabled = bool(data[tkhd.start + 3] & 1)
-    return enabled, _MATRIX.unpack_from(data, tkhd.start + matrix_at)
+    return _MATRIX.unpack_from(data, tkhd.start + matrix_at)
 
 
 def _media_header(data: bytes, mdhd: Box | None) -> tuple[int, int]:

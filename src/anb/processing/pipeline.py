@@ -193,6 +193,11 @@ def _bumper_frames(source: MediaInfo) -> int:
     return math.ceil(Fraction(BUMPER_SECONDS) * output_fps(source))
 
 
+def footage_stream(source: MediaInfo) -> str:
+    """The filter graph's name for the source's main video stream (`0:v` is its first)."""
+    return f"0:{source.stream_index}"
+
+
 def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
     fps = str(output_fps(source))  # exact: 30000/1001
     picture = picture_rect(source)
@@ -202,7 +207,8 @@ def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
         [
             "[1:v]split[logo_in][mark_in]",
             # The frame rate first: frames a faster source drops are not scaled.
-            f"[0:v]fps={fps},scale={picture.width}:{picture.height}:flags={encoder.scaler},"
+            f"[{footage_stream(source)}]fps={fps},"
+            f"scale={picture.width}:{picture.height}:flags={encoder.scaler},"
             f"{tone_mapping(source)}setsar=1,"
             f"pad={WIDTH}:{HEIGHT}:{picture.x}:{picture.y}:color=black,format=yuv420p[footage]",
             f"[mark_in]scale={watermark_width(source)}:-1,format=rgba,"

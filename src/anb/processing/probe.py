@@ -6,13 +6,21 @@ wherever it was cut). The video track's facts are read in-process from the boxes
 an upload costs no process. Layouts that reader does not handle (fragmented files, codecs it
 does not know, ...) are left to `probe`: the ffmpeg binary demuxes the whole file by stream
 copy (fast: nothing is decoded) and fails on packets that are missing or corrupt.
+
+Both judge the same video track, the main one (`mp4.main_track_rank`: the largest picture,
+then an enabled track, then the first), by its own duration rather than the file's (a longer
+sound track does not lengthen the video), and name its stream for the pipeline to render.
 """
 
 from __future__ import annotations
 
 import re
+import signal
 import struct
 import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,9 +33,10 @@ from anb.processing.ffmpeg import ffmpeg_exe
 
 PROBE_TIMEOUT_SECONDS = 120
 _MAX_BOXES = 100_000
-_DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+_NO_PTS = -(2**63)  # how framecrc writes a packet without a timestamp
 _FRAMES = re.compile(r"frame=\s*(\d+)")
-_VIDEO_STREAM = re.compile(r"Stream #0:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})(.*)")
+_STREAM_BLOCK = re.compile(r"^\s*Stream #0:.*?(?=^\s*Stream #0:|\Z)", re.MULTILINE | re.DOTALL)
+_VIDEO_STREAM = re.compile(r"Stream #0:(\d+).*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})(.*)")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
 _TBR = re.compile(r"([\d.]+)(k?) tbr")  # ffmpeg's guess of the base rate (r_frame_rate)
 _SAR = re.compile(r"SAR (\d+):(\d+)")
@@ -51,6 +60,7 @@ class MediaInfo:
     # `fps` is the average; None: take `fps`.
     peak_rate: Fraction | None = None
     transfer: str = ""  # ffmpeg's name of the transfer function; "" when not declared
+    stream_index: int = 0  # ffmpeg's index of the video stream judged (`0:{index}`)
 
     @property
     def short_side(self) -> int:
@@ -92,6 +102,10 @@ class UnacceptableVideo(InvalidInput):
 
 
 NOT_MP4 = "el archivo no es un video MP4."
+QUICKTIME = (
+    "el archivo es un video QuickTime (.mov), no MP4: expórtalo o conviértelo a MP4 y vuelve "
+    "a subirlo."
+)
 DAMAGED = "el archivo está incompleto o dañado."
 NO_VIDEO = "el archivo no contiene una pista de video."
 UNREADABLE = "no se pudo leer el archivo como video."
@@ -127,11 +141,13 @@ def read_boxes(path: Path) -> MediaInfo:
         rotation=track.rotation,
         peak_rate=track.peak_rate,
         transfer=track.transfer,
+        stream_index=track.stream_index,
     )
 
 
 def check_iso_bmff(path: Path) -> None:
-    """Walk the top-level boxes: `ftyp` first, a `moov`, and sizes that end exactly at EOF."""
+    """Walk the top-level boxes: `ftyp` first, naming a brand other than QuickTime's, a
+    `moov`, and sizes that end exactly at EOF."""
     file_size = path.stat().st_size
     seen: list[bytes] = []
     with path.open("rb") as handle:
@@ -140,6 +156,8 @@ def check_iso_bmff(path: Path) -> None:
             box_type, box_size = _read_box_header(handle, offset, file_size)
             if not seen and box_type != b"ftyp":
                 raise UnacceptableVideo(NOT_MP4)
+            if not seen and _major_brand(handle) == b"qt  ":
+                raise UnacceptableVideo(QUICKTIME)
             seen.append(box_type)
             if offset + box_size > file_size or len(seen) > _MAX_BOXES:
                 break
@@ -167,45 +185,133 @@ def _read_box_header(handle: BinaryIO, offset: int, file_size: int) -> tuple[byt
     return box_type, size
 
 
+def _major_brand(handle: BinaryIO) -> bytes:
+    """The major brand of the `ftyp` box at the start of the file."""
+    handle.seek(8)
+    return handle.read(4)
+
+
 def probe(path: Path) -> MediaInfo:
+    """The facts of the main video stream as ffmpeg reads them. Every video stream is copied
+    (damage in any of them refuses the file) to `framecrc`, a line per packet, read as it
+    comes: the main stream's duration is measured from its own packets, as the container's
+    `Duration:` spans every stream, a longer sound track included."""
     command = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-xerror",
-        "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-",
+        "-i", str(path), "-map", "0:v", "-c", "copy", "-f", "framecrc", "-",
     ]  # fmt: skip
-    try:
-        result = subprocess.run(
-            command, capture_output=True, text=True, errors="replace",
-            timeout=PROBE_TIMEOUT_SECONDS, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        raise UnacceptableVideo(DAMAGED) from exc
-    return parse_probe_output(result.stderr, result.returncode)
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors) as process,
+    ):
+        killer = threading.Timer(PROBE_TIMEOUT_SECONDS, process.kill)
+        killer.start()
+        try:
+            assert process.stdout is not None
+            durations = packet_durations(process.stdout)
+            process.wait()
+        finally:
+            killer.cancel()
+        if process.returncode == -signal.SIGKILL:  # past the timeout
+            raise UnacceptableVideo(DAMAGED)
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
+    return parse_probe_output(stderr, process.returncode, durations)
 
 
-def parse_probe_output(stderr: str, returncode: int) -> MediaInfo:
-    header = stderr.split("Stream mapping:", 1)[0]
+def packet_durations(lines: Iterable[bytes]) -> dict[int, float]:
+    """Seconds from each output stream's earliest packet to the end of its latest one, from
+    ffmpeg's `framecrc` lines (`#tb N: 1/10240`, then `N, dts, pts, duration, size, crc`)."""
+    bases: dict[int, Fraction] = {}
+    spans: dict[int, tuple[int, int]] = {}
+    for line in lines:
+        if line.startswith(b"#tb "):
+            index, _, base = line[4:].partition(b":")
+            bases[int(index)] = Fraction(base.strip().decode())
+        elif line[:1].isdigit():
+            stream, _dts, pts, duration = (int(field) for field in line.split(b",")[:4])
+            if pts == _NO_PTS:
+                continue
+            start, end = spans.get(stream, (pts, pts + duration))
+            spans[stream] = min(start, pts), max(end, pts + duration)
+    return {
+        stream: float((end - start) * bases[stream])
+        for stream, (start, end) in spans.items()
+        if stream in bases
+    }
+
+
+@dataclass(frozen=True)
+class _VideoStream:
+    index: int
+    codec: str
+    width: int
+    height: int
+    enabled: bool  # ffmpeg marks an enabled track's stream "(default)"
+    cover: bool  # cover art (an "attached pic"), not footage
+    details: str  # the rest of its line: frame rate, pixel aspect
+    side_data: str  # the lines under it: the display matrix
+    line: str  # its whole line (the pixel format's colours come before the size)
+
+
+def _header(stderr: str) -> str:
+    return stderr.split("Stream mapping:", 1)[0]
+
+
+def _video_streams(header: str) -> list[_VideoStream]:
+    streams = []
+    for block in _STREAM_BLOCK.findall(header):
+        line, _, below = block.partition("\n")
+        found = _VIDEO_STREAM.search(line)
+        if found:
+            index, codec, width, height, details = found.groups()
+            streams.append(
+                _VideoStream(
+                    int(index), codec, int(width), int(height), "(default)" in details,
+                    "(attached pic)" in details, details, below, line,
+                )
+            )  # fmt: skip
+    return streams
+
+
+def _main_stream(streams: list[_VideoStream]) -> _VideoStream | None:
+    footage = [stream for stream in streams if not stream.cover]
+    return max(
+        footage,
+        key=lambda stream: mp4.main_track_rank(
+            stream.width * stream.height, stream.enabled, stream.index
+        ),
+        default=None,
+    )
+
+
+def parse_probe_output(stderr: str, returncode: int, durations: Mapping[int, float]) -> MediaInfo:
+    """The facts of the main video stream, from what ffmpeg said copying every video stream
+    (in their order) and each one's `packet_durations`."""
+    header = _header(stderr)
     if "Input #0," not in header:
         raise UnacceptableVideo(UNREADABLE)
-    stream = _VIDEO_STREAM.search(header)
+    streams = _video_streams(header)  # copied in this order: their output indices
+    stream = _main_stream(streams)
     if stream is None:
         raise UnacceptableVideo(NO_VIDEO)
-    duration = _DURATION.search(header)
-    if duration is None or returncode != 0 or _samples_missing(stderr):
+    duration = durations.get(streams.index(stream))
+    if not duration or returncode != 0 or _samples_missing(stderr):
         raise UnacceptableVideo(DAMAGED)
-    hours, minutes, seconds = duration.groups()
-    details = stream.group(4)
-    fps, sar, rotation = _FPS.search(details), _SAR.search(details), _ROTATION.search(header)
+    fps, sar = _FPS.search(stream.details), _SAR.search(stream.details)
+    rotation = _ROTATION.search(stream.side_data)
     sample_aspect = int(sar.group(1)) / int(sar.group(2)) if sar and int(sar.group(2)) else 1.0
     return MediaInfo(
-        duration=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
-        width=int(stream.group(2)),
-        height=int(stream.group(3)),
-        codec=stream.group(1),
+        duration=duration,
+        width=stream.width,
+        height=stream.height,
+        codec=stream.codec,
         fps=float(fps.group(1)) if fps and float(fps.group(1)) > 0 else 30.0,
         sample_aspect=sample_aspect or 1.0,
         rotation=round(float(rotation.group(1))) % 360 if rotation else 0,
-        peak_rate=_base_rate(details),
-        transfer=_transfer(stream.group(0)),
+        peak_rate=_base_rate(stream.details),
+        transfer=_transfer(stream.line),
+        stream_index=stream.index,
     )
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from anb.core.responses import Timestamp
+from anb.core.responses import ThumbnailUrl, Timestamp
 
 
 class PublicVideo(BaseModel):
@@ -12,6 +12,7 @@ class PublicVideo(BaseModel):
     city: str
     country: str
     processed_url: str | None
+    thumbnail_url: ThumbnailUrl
     votes: int
     processed_at: Timestamp
     voted: bool

@@ -169,6 +169,7 @@ def _query_public_videos(
             city=owner.city,
             country=owner.country,
             processed_url=url_for(video.processed_key),
+            thumbnail_url=url_for(video.thumbnail_key),
             votes=video.votes,
             processed_at=video.processed_at,
             voted=False,

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
+
+CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg"}
+
+
+def content_type(key: str) -> str:
+    """The media type an object is served with, from its key's suffix (the keys are ours)."""
+    return CONTENT_TYPES.get(PurePosixPath(key).suffix, "application/octet-stream")
 
 
 class Storage(Protocol):

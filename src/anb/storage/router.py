@@ -14,6 +14,7 @@ from anb.core.errors import Forbidden, InvalidInput, NotFound
 from anb.core.multipart import read_request_form
 from anb.core.responses import error_responses
 from anb.core.security import signature_matches
+from anb.storage.base import content_type
 from anb.storage.deps import StorageDep
 from anb.storage.local import LocalStorage, signed_url_is_valid, upload_policy
 
@@ -74,5 +75,5 @@ def download(
     if not path.is_file():
         raise FileNotFound()
     return FileResponse(
-        path, media_type="video/mp4", filename=path.name, content_disposition_type="inline"
+        path, media_type=content_type(key), filename=path.name, content_disposition_type="inline"
     )

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from anb.storage.base import content_type
+
 if TYPE_CHECKING:  # boto3-stubs' S3 types: for the type checker only
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CopySourceTypeDef, ObjectIdentifierTypeDef
@@ -34,7 +36,10 @@ class S3Storage:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_file(self, source: Path, key: str) -> None:
-        self.client.upload_file(str(source), self.bucket, self._object(key), Config=TRANSFER)
+        self.client.upload_file(
+            str(source), self.bucket, self._object(key),
+            ExtraArgs={"ContentType": content_type(key)}, Config=TRANSFER,
+        )  # fmt: skip
 
     def get_file(self, key: str, target: Path) -> None:
         self.client.download_file(self.bucket, self._object(key), str(target), Config=TRANSFER)

@@ -38,6 +38,8 @@ class Video(Base):
     task_id: Mapped[str] = mapped_column(String(36), default=new_id)
     original_key: Mapped[str] = mapped_column(String(255))
     processed_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    """The poster published with the processed clip (none for clips published before)."""
     claim_token: Mapped[str | None] = mapped_column(String(36), default=None)
     """The worker attempt that may publish this video (the last one to claim it)."""
     original_bytes: Mapped[int] = mapped_column(Integer, default=0)
@@ -72,6 +74,11 @@ def original_key_for(video_id: str) -> str:
 def processed_key_for(video_id: str, claim_token: str) -> str:
     """Each attempt writes its own object, so a losing attempt never overwrites the winner's."""
     return f"{processed_prefix_for(video_id)}{claim_token}.mp4"
+
+
+def poster_key_for(video_id: str, claim_token: str) -> str:
+    """The poster beside the attempt's clip (under the same prefix, swept with it)."""
+    return f"{processed_prefix_for(video_id)}{claim_token}.jpg"
 
 
 def processed_prefix_for(video_id: str) -> str:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -204,10 +204,7 @@ async def complete_direct_upload(
 async def list_my_videos(caller: CurrentCaller, urls: FileUrls) -> list[VideoSummary]:
     """The signed-in player's videos, newest first."""
     videos = await run_db(lambda session: service.list_videos(session, owner_id=caller.user_id))
-    return [
-        VideoSummary(**_common_fields(video), processed_url=urls(video.processed_key))
-        for video in videos
-    ]
+    return [VideoSummary(**_common_fields(video), **_output_urls(video, urls)) for video in videos]
 
 
 @router.get(
@@ -225,7 +222,7 @@ async def get_my_video(video_id: VideoId, caller: CurrentCaller, urls: FileUrls)
     return VideoRead(
         **_common_fields(video),
         original_url=urls(video.original_key),
-        processed_url=urls(video.processed_key),
+        **_output_urls(video, urls),
     )
 
 
@@ -245,6 +242,11 @@ async def delete_my_video(
         )
     )
     return VideoDeleted(message="El video ha sido eliminado exitosamente.", video_id=video_id)
+
+
+def _output_urls(video: Video, urls: Callable[[str | None], str | None]) -> dict[str, str | None]:
+    """The signed URLs of the processed clip and its poster (null until processed)."""
+    return {"processed_url": urls(video.processed_key), "thumbnail_url": urls(video.thumbnail_key)}
 
 
 def _common_fields(video: Video) -> dict[str, Any]:

@@ -1,29 +1,24 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import (
-    BaseModel,
-    Field,
-    SerializerFunctionWrapHandler,
-    StringConstraints,
-    model_serializer,
-)
+from pydantic import BaseModel, Field, StringConstraints
 
-from anb.core.responses import Timestamp
+from anb.core.responses import ThumbnailUrl, Timestamp
 from anb.core.text import NO_NUL
 from anb.videos.models import TITLE_MAX_CHARS, VideoStatus
 
 
 class _OmitsErrorUnlessFailed(BaseModel):
-    error: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _drop_empty_error(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)  # a model serializes to a dict
-        if data.get("error") is None:
-            data.pop("error", None)
-        return data
+    # `exclude_if` rather than a wrapping model serializer: that one typed the answer as
+    # dict[str, Any], and OpenAPI showed the videos' shapes as bare objects.
+    error: Annotated[
+        str | None,
+        Field(
+            description="Why processing failed, in words for the player (only when failed)",
+            exclude_if=lambda error: error is None,
+        ),
+    ] = None
 
 
 class VideoSummary(_OmitsErrorUnlessFailed):
@@ -35,6 +30,7 @@ class VideoSummary(_OmitsErrorUnlessFailed):
     uploaded_at: Timestamp
     processed_at: Timestamp | None
     processed_url: str | None
+    thumbnail_url: ThumbnailUrl
     votes: int
 
 

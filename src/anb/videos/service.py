@@ -334,7 +334,7 @@ def _remove(session: Session, storage: Storage, video: Video) -> bool:
     if not deleted:
         return False
     session.expunge(video)
-    keys = [key for key in (video.original_key, video.processed_key) if key]
+    keys = [key for key in (video.original_key, video.processed_key, video.thumbnail_key) if key]
     after_commit(session, lambda: _delete_files(storage, keys, video_id=video.id))
     return True
 

@@ -1,9 +1,15 @@
-"""Processing one job: claim the video, render it, publish it — idempotently.
+"""Processing one job: claim the video, render it and its poster, publish them — idempotently.
 
 SQS delivers at least once, so a job may arrive twice, late, or for a video deleted
 meanwhile. Every attempt claims the video with a fresh token (the last claim wins) and
-writes its output under its own key; publishing is a conditional update on that token, so
-exactly one attempt publishes and the others discard their output.
+writes its outputs (the clip and its poster) under keys of its own; publishing is a
+conditional update on that token, so exactly one attempt publishes and the others discard
+their output.
+
+A poster that cannot be made fails the attempt as a failed render does: it is retried, and
+the last attempt marks the video failed. Publishing without it would leave the video
+without a poster for good (nothing makes one later), and what stops a poster (ffmpeg
+missing, the disk full, a clip that cannot be read back) would have stopped the render too.
 """
 
 from __future__ import annotations
@@ -17,18 +23,25 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 
 from anb.cache import Cache
 from anb.core.db import rows_affected, unit_of_work, utcnow
 from anb.core.settings import Settings
-from anb.processing import pipeline
-from anb.processing.probe import UnacceptableVideo, UploadRules, check_upload
+from anb.processing import pipeline, poster
+from anb.processing.probe import MediaInfo, UnacceptableVideo, UploadRules, check_upload
 from anb.public.service import invalidate_views_of
 from anb.storage import Storage
 from anb.users.models import User
-from anb.videos.models import Video, VideoStatus, processed_key_for, processed_prefix_for
+from anb.videos.models import (
+    Video,
+    VideoStatus,
+    poster_key_for,
+    processed_key_for,
+    processed_prefix_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +134,51 @@ class Worker:
                 info = check_upload(source, UploadRules.from_settings(self.settings))
             except UnacceptableVideo as refused:
                 return Report(_fail_or_skip(job, refused.detail.removeprefix("video_file: ")))
-            pipeline.render(
-                source, output, info,
-                on_progress=on_progress, timeout_seconds=self.settings.job_timeout_seconds,
-            )  # fmt: skip
+            image = Path(scratch) / "poster.jpg"
+            self._render(source, output, image, info, on_progress)
             sizes = {"input_bytes": source.stat().st_size, "output_bytes": output.stat().st_size}
-            key = processed_key_for(job.video_id, claim.token)
-            self.storage.put_file(output, key)
+            outputs = Outputs(
+                clip=processed_key_for(job.video_id, claim.token),
+                poster=poster_key_for(job.video_id, claim.token),
+            )
+            self._store({outputs.clip: output, outputs.poster: image})
             try:
-                outcome = self._publish(job, claim, key)
+                outcome = self._publish(job, claim, outputs)
             except ClaimLost:
                 raise
             except Exception:
-                self.storage.delete(key)  # never published: no file may stay behind
+                self.storage.delete(*outputs)  # never published: no file may stay behind
                 raise
             return Report(outcome, seconds=time.monotonic() - started, **sizes)
+
+    def _render(
+        self,
+        source: Path,
+        output: Path,
+        image: Path,
+        info: MediaInfo,
+        on_progress: Callable[[float], None] | None,
+    ) -> None:
+        """The clip, then its poster, within one budget of ffmpeg time per job (the queue's
+        visibility timeout counts on it)."""
+        deadline = time.monotonic() + self.settings.job_timeout_seconds
+        pipeline.render(
+            source, output, info,
+            on_progress=on_progress, timeout_seconds=self.settings.job_timeout_seconds,
+        )  # fmt: skip
+        poster.make_poster(output, image, info, timeout_seconds=deadline - time.monotonic())
+
+    def _store(self, files: dict[str, Path]) -> None:
+        """Store every file under its key, or none: a failure deletes those already stored."""
+        stored: list[str] = []
+        try:
+            for key, path in files.items():
+                self.storage.put_file(path, key)
+                stored.append(key)
+        except Exception:
+            if stored:
+                self.storage.delete(*stored)
+            raise
 
     def _scratch(self) -> Path:
         self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +190,7 @@ class Worker:
             return True
         return False
 
-    def _publish(self, job: Job, claim: Claim, key: str) -> Outcome:
+    def _publish(self, job: Job, claim: Claim, outputs: Outputs) -> Outcome:
         with unit_of_work() as session:
             published = rows_affected(
                 session,
@@ -159,7 +202,8 @@ class Worker:
                 )
                 .values(
                     status=VideoStatus.processed,
-                    processed_key=key,
+                    processed_key=outputs.clip,
+                    thumbnail_key=outputs.poster,
                     processed_at=utcnow(),
                     claim_token=None,
                     error=None,
@@ -172,19 +216,28 @@ class Worker:
         if published:
             if owner is not None:
                 invalidate_views_of(self.cache, owner)
-            self._remove_other_outputs(job.video_id, keep=key)
+            self._remove_other_outputs(job.video_id, keep=set(outputs))
             return Outcome.processed
-        self.storage.delete(key)  # deleted meanwhile, or another attempt owns the video
+        self.storage.delete(*outputs)  # deleted meanwhile, or another attempt owns the video
         if status is None or status in (VideoStatus.processed, VideoStatus.failed):
             return Outcome.skipped
         raise ClaimLost("another attempt claimed this video; trying again later")
 
-    def _remove_other_outputs(self, video_id: str, *, keep: str) -> None:
+    def _remove_other_outputs(self, video_id: str, *, keep: set[str]) -> None:
         """Delete outputs of attempts that died between storing and publishing."""
-        stale = [key for key in self.storage.keys(processed_prefix_for(video_id)) if key != keep]
+        stale = [
+            key for key in self.storage.keys(processed_prefix_for(video_id)) if key not in keep
+        ]
         if stale:
             log.info("removing %d output(s) of attempts that never published", len(stale))
             self.storage.delete(*stale)
+
+
+class Outputs(NamedTuple):
+    """The storage keys of an attempt's outputs."""
+
+    clip: str
+    poster: str
 
 
 @dataclass(frozen=True)
