@@ -2,8 +2,9 @@
 # (editable) and exactly the versions of uv.lock, syncing only when pyproject.toml or uv.lock has
 # changed since the last sync. Its arguments say what besides the runtime dependencies:
 # `source _venv.sh runtime` (scripts/run: nothing else), `source _venv.sh test` (scripts/test:
-# the test extra), `source _venv.sh test load`. Extras once installed stay: a .venv made for the
-# tests serves scripts/run as it is.
+# the test extra), `test load` (the load extra too), `build` (the build group, for
+# scripts/build_lambda). What was once installed stays: a .venv made for the tests serves
+# scripts/run as it is.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,9 +14,9 @@ venv_extras() {
   for word in "$@"; do
     case $word in
       runtime) ;;
-      test | load) wanted+=("$word") ;;
+      test | load | build) wanted+=("$word") ;;
       *)
-        echo "scripts/_venv.sh: expected runtime, test or load, not '$word'" >&2
+        echo "scripts/_venv.sh: expected runtime, test, load or build, not '$word'" >&2
         return 2
         ;;
     esac
@@ -26,7 +27,7 @@ venv_extras() {
     wanted+=("${installed[@]:1}")
   fi
   if [[ ${#wanted[@]} -gt 0 ]]; then
-    printf '%s\n' "${wanted[@]}" | sort -u | tr '\n' ' '
+    printf '%s\n' "${wanted[@]}" | sort -u | paste -sd ' ' -
   fi
 }
 
@@ -39,15 +40,19 @@ venv_sync() {
     return
   fi
   for extra in $extras; do
-    options+=(--extra "$extra")
+    if [[ $extra == build ]]; then
+      options+=(--group build)
+    else
+      options+=(--extra "$extra")
+    fi
   done
-  echo "scripts/_venv.sh: installing the locked dependencies into .venv (extras: ${extras:-none})" >&2
+  echo "scripts/_venv.sh: installing the locked dependencies into .venv (runtime ${extras})" >&2
   scripts/uv sync --locked --python python3 --no-python-downloads "${options[@]}"
   echo "$wanted" >"$stamp"
 }
 
 if [[ $# -eq 0 ]]; then
-  echo "scripts/_venv.sh: say what to install: runtime, test or load" >&2
+  echo "scripts/_venv.sh: say what to install: runtime, test, load or build" >&2
   return 2
 fi
 venv_sync "$@"

@@ -3,7 +3,7 @@
     scripts/build_lambda [--python-version 3.12] [OUT_DIR]        # OUT_DIR/function, OUT_DIR/layer
     scripts/build_lambda --only function|layer DIR                 # one part, into DIR (sam build)
 
-scripts/build_lambda runs this module with the project's .venv (synced by scripts/_venv.sh).
+scripts/build_lambda runs this module with the project's .venv (scripts/_venv.sh build).
 
 - function/ (CodeUri of ApiFunction and WorkerFunction, which share it): the `anb` package and
   the versions of its dependencies that uv.lock holds, installed with `uv pip install --target`
