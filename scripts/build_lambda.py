@@ -97,7 +97,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--only", choices=("function", "layer"), help="build one part only")
     parser.add_argument(
         "--python-version", default="3.12",
-        help="CPython version to install wheels for (default 3.12, the Lambda runtime)",
+        help="CPython version to install wheels for and to evaluate the lock's markers with"
+        " (default 3.12, the Lambda runtime)",
     )  # fmt: skip
     args = parser.parse_args()
     args.out_dir = args.out_dir.resolve()
