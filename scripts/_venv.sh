@@ -46,7 +46,7 @@ venv_sync() {
       options+=(--extra "$extra")
     fi
   done
-  echo "scripts/_venv.sh: installing the locked dependencies into .venv (runtime ${extras})" >&2
+  echo "scripts/_venv.sh: installing uv.lock's versions into .venv: runtime${extras:+ + $extras}" >&2
   scripts/uv sync --locked --python python3 --no-python-downloads "${options[@]}"
   echo "$wanted" >"$stamp"
 }
