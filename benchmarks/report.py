@@ -311,7 +311,10 @@ def require_load_extra(*modules: str) -> None:
     after the run, when the plots are drawn."""
     missing = [name for name in ("matplotlib", *modules) if find_spec(name) is None]
     if missing:
-        sys.exit(f"{', '.join(missing)} not installed: .venv/bin/pip install -e '.[load]'")
+        sys.exit(
+            f"{', '.join(missing)} not installed: scripts/loadtest and scripts/loadtest_worker"
+            " install the `load` extra into .venv"
+        )
 
 
 def pyplot():

@@ -1,12 +1,14 @@
-"""ec2/bin/anb-publish builds a release that an instance installs with no package index: the
-boot's own install step (ec2/user-data/lib.sh `install_app`) runs here against it, with pip's
-configuration and any index out of reach, and the installed `anb` must start.
+"""ec2/bin/anb-publish builds a release, from the versions of uv.lock, that an instance installs
+with no package index: the boot's own install step (ec2/user-data/lib.sh `install_app`) runs
+here against it, with pip's configuration and any index out of reach, and the installed `anb`
+must start.
 
 Building needs PyPI (pip download), like the Lambda build; the install must not.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -19,18 +21,29 @@ import pytest
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import parse_wheel_filename
 
+from tests.support.lock import locked_versions
+
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISH = ROOT / "ec2" / "bin" / "anb-publish"
 LIB = ROOT / "ec2" / "user-data" / "lib.sh"
 
 
+@functools.cache
 def python311() -> str:
+    """A Python 3.11 with pip, as the release is built and installed with: this interpreter's
+    own base if this is 3.11 (the .venv that uv makes has no pip), else python3.11 on PATH."""
+    candidates = [shutil.which("python3.11")]
     if sys.version_info[:2] == (3, 11):
-        return sys.executable
-    found = shutil.which("python3.11")
-    if not found:
-        pytest.skip("the release is built and installed with Python 3.11, which is not here")
-    return found
+        candidates.insert(0, str(Path(sys.base_prefix) / "bin" / "python3.11"))
+    for candidate in candidates:
+        if candidate and _has_pip(candidate):
+            return candidate
+    pytest.skip("the release is built and installed with Python 3.11 and pip, not here")
+
+
+def _has_pip(python: str) -> bool:
+    check = [python, "-m", "pip", "--version"]
+    return subprocess.run(check, capture_output=True, timeout=60).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +84,13 @@ def test_the_release_holds_the_package_its_wheels_and_the_boot_scripts(release: 
     names = {parse_wheel_filename(w.name)[0] for w in wheels}
     assert {"fastapi", "gunicorn", "uvicorn-worker", "pg8000", "imageio-ffmpeg"} <= names
     assert "pytest" not in names and "moto" not in names, "test tools stay out of a release"
+
+
+def test_the_release_s_wheels_are_the_locked_versions(release: Path) -> None:
+    locked = locked_versions()
+    for wheel in sorted((release / "wheels").iterdir()):
+        name, version, _, _ = parse_wheel_filename(wheel.name)
+        assert str(version) == locked[name], f"{wheel.name}: uv.lock has {locked[name]}"
 
 
 def test_the_publisher_refuses_another_python(tmp_path: Path) -> None:

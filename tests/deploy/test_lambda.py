@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import datetime
 import importlib
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -18,7 +19,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib.machinery import SourceFileLoader
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,13 +28,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from packaging.utils import canonicalize_name
 
 from anb.core.migrations import upgrade_to_head
+from tests.support.lock import locked_versions
 from tests.support.services import reset_process_state
 
 ROOT = Path(__file__).parents[2]
 EVENTS = ROOT / "events"
-BUILD_SCRIPT = ROOT / "scripts" / "build_lambda"
+BUILD_SCRIPT = ROOT / "scripts" / "build_lambda"  # runs build_lambda.py with the .venv
+BUILD_MODULE = ROOT / "scripts" / "build_lambda.py"
 LIMIT_BYTES = 262_144_000  # Lambda: a function with all its layers, unzipped
 # What the python3.12 runtime has in /var/runtime, and the build leaves out.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3")
@@ -126,10 +129,11 @@ def test_the_worker_handler_reports_a_poison_record_only(lambda_env: Path) -> No
 
 
 def build_script() -> ModuleType:
-    """scripts/build_lambda as a module (it has no .py suffix)."""
-    loader = SourceFileLoader("build_lambda", str(BUILD_SCRIPT))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
+    """scripts/build_lambda.py as a module (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location("build_lambda", BUILD_MODULE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
 
 
@@ -151,7 +155,7 @@ def test_the_build_refuses_to_drop_what_a_kept_package_needs(tmp_path: Path) -> 
         (dist_info / "METADATA").write_text("\n".join(lines) + "\n")
         (dist_info / "RECORD").write_text(f"{name}-1.0.dist-info/METADATA,,\n")
     with pytest.raises(SystemExit, match="keeper requires uvicorn"):
-        script._drop_distributions(tmp_path, {"uvicorn"})
+        script._drop_distributions(tmp_path, {"uvicorn"}, script.lambda_environment("3.12"))
 
 
 def write_ca_bundle(path: Path) -> Path:
@@ -231,7 +235,7 @@ def test_the_build_downloads_the_rds_ca_bundle_by_default(
 
 def _run_build(out: Path, ca_bundle: Path, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(BUILD_SCRIPT), *options, str(out)],
+        [str(BUILD_SCRIPT), *options, str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -295,6 +299,16 @@ def test_the_function_package_is_for_lambda_python312(builds: Builds) -> None:
     assert not present & {*RUNTIME_PACKAGES, "gunicorn", "uvicorn", "bin"}
     assert not list(package.rglob("__pycache__"))
     assert not list(package.glob("imageio_ffmpeg/binaries/ffmpeg-*"))  # it is in the layer
+
+
+def test_the_function_package_holds_the_locked_versions(builds: Builds) -> None:
+    locked = locked_versions()
+    installed = {
+        canonicalize_name(dist.metadata["Name"]): dist.version
+        for dist in importlib.metadata.distributions(path=[str(builds.function)])
+    }
+    assert {"fastapi", "imageio-ffmpeg", "pg8000", "anb"} <= installed.keys()
+    assert {name: locked[name] for name in installed} == installed
 
 
 def test_the_function_package_ships_the_rds_ca_bundle(builds: Builds, ca_bundle: Path) -> None:

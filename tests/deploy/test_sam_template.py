@@ -8,7 +8,6 @@ import fnmatch
 import importlib.util
 import json
 import re
-from importlib.machinery import SourceFileLoader
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +125,13 @@ def evaluate(cfn: dict[str, Any], value: Any, parameters: dict[str, str] | None 
 
 
 def build_script() -> Any:
-    """scripts/build_lambda as a module (it has no .py suffix)."""
-    loader = SourceFileLoader("build_lambda", str(ROOT / "scripts" / "build_lambda"))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
+    """scripts/build_lambda.py as a module (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location(
+        "build_lambda", ROOT / "scripts" / "build_lambda.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
 
 

@@ -10,4 +10,5 @@
 - cloudformation: a CloudFormation template read and navigated (resources, refs, `Fn::Sub`).
 - ec2: the EC2 deployment in ec2/: its files, launch template user-data, systemd units,
   stub commands for its shell scripts.
+- lock: uv.lock's versions.
 """
