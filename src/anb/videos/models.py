@@ -25,8 +25,6 @@ class Video(Base):
     __table_args__ = (
         Index("ix_videos_owner_uploaded", "owner_id", "uploaded_at"),
         Index("ix_videos_status_processed", "status", "processed_at"),
-        # a player's total from the index alone (the ranking without Redis, its rebuild)
-        Index("ix_videos_owner_status_votes", "owner_id", "status", "votes"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
