@@ -137,9 +137,10 @@ def _bytewise(session: Session, column: InstrumentedAttribute[str]) -> ColumnEle
 
 
 def record_vote(leaderboard: RedisLeaderboard | None, player: Player) -> None:
-    """One more vote for `player` (after the vote's commit)."""
+    """One more vote for `player` (after the vote's commit), with the label set too: a
+    player whose publication missed the boards (Redis unreachable then) gets a name."""
     if leaderboard is not None:
-        leaderboard.add(player.boards, player.member, 1)
+        leaderboard.add(player.boards, player.member, 1, label=player.label)
 
 
 def record_publication(leaderboard: RedisLeaderboard | None, player: Player) -> None:
