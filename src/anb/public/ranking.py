@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from anb.cache.leaderboard import Contents, Correction, RedisLeaderboard
-from anb.core.db import in_session
+from anb.core.db import get_engine
 from anb.public.schemas import RankingEntry
 from anb.public.scopes import Scope
 from anb.users.models import User
@@ -188,11 +188,19 @@ class Expected:
         return expected
 
 
+def _read_expected() -> Expected:
+    """What the boards must hold, read on a connection of its own (read only, so outside a
+    unit of work): a rebuild runs beside the requests, and with the database unreachable it
+    held one of their pooled connections for its 10 s timeout, which made them wait 20 s."""
+    with Session(get_engine(pooled=False)) as session:
+        return Expected.read(session)
+
+
 def rebuild(leaderboard: RedisLeaderboard, *, settle_seconds: float = SETTLE_SECONDS) -> int:
     """Replace the boards by what the database holds, then repair the votes committed
     between the database read and the swap (after `settle_seconds`). Answers how many
     players are ranked. Raises `RedisError` when Redis fails."""
-    expected = in_session(Expected.read)
+    expected = _read_expected()
     leaderboard.replace(expected.boards, expected.labels)
     reconcile(leaderboard, repair=True, settle_seconds=settle_seconds)
     return len(expected.labels)
@@ -304,7 +312,7 @@ def reconcile(
 
 def _compare(leaderboard: RedisLeaderboard) -> Reconciliation:
     held = leaderboard.contents()
-    expected = in_session(Expected.read)
+    expected = _read_expected()
     return Reconciliation(
         ready=held.ready,
         players=len(expected.labels),
