@@ -1,4 +1,4 @@
-"""The `anb` command: serve | poll | process | migrate."""
+"""The `anb` command: serve | poll | process | migrate | leaderboard."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
 
+    from anb.cache.leaderboard import RedisLeaderboard
     from anb.core.migrations import Upgrade
+    from anb.public.ranking import Reconciliation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(run=_migrate)
+
+    leaderboard = commands.add_parser(
+        "leaderboard", help="the rankings' leaderboards in Redis, against the database"
+    )
+    actions = leaderboard.add_subparsers(required=True, metavar="ACTION")
+    rebuild = actions.add_parser("rebuild", help="rebuild the leaderboards from the database")
+    rebuild.set_defaults(run=_leaderboard_rebuild)
+    check = actions.add_parser(
+        "check", help="say whether the leaderboards agree with the database (exit 1 if not)"
+    )
+    check.add_argument(
+        "--repair", action="store_true", help="set what differs to the database's values"
+    )
+    check.set_defaults(run=_leaderboard_check)
     return parser
 
 
@@ -249,6 +265,95 @@ def _migrate(_args: argparse.Namespace) -> int:
 
     print(f"database: {_schema_change(upgrade_to_head())}", file=sys.stderr)
     return 0
+
+
+LEADERBOARD_LINES = 50  # differences listed by `anb leaderboard check`; the rest are counted
+
+
+def _leaderboard() -> RedisLeaderboard | None:
+    """The configured leaderboards, or None after saying why there are none to work on."""
+    from anb.cache import get_cache
+
+    leaderboard = get_cache().leaderboard()
+    if leaderboard is None:
+        print(
+            "anb leaderboard: ANB_CACHE_URL is not Redis, so there are no leaderboards: "
+            "rankings are computed by the database",
+            file=sys.stderr,
+        )
+    elif leaderboard.is_ready() is None:
+        print(f"anb leaderboard: Redis cannot be reached ({_cache(get_settings())[1]})",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return leaderboard
+
+
+def _leaderboard_rebuild(_args: argparse.Namespace) -> int:
+    leaderboard = _leaderboard()
+    return 2 if leaderboard is None else _rebuild(leaderboard)
+
+
+def _rebuild(leaderboard: RedisLeaderboard) -> int:
+    from redis.exceptions import RedisError
+
+    from anb.public import ranking
+
+    release = leaderboard.lock(timeout_seconds=ranking.REBUILD_LOCK_SECONDS)
+    if release is None:
+        print("anb leaderboard: another rebuild is running; try again later", file=sys.stderr)
+        return 1
+    try:
+        players = ranking.rebuild(leaderboard)
+    except RedisError as exc:
+        print(f"anb leaderboard: Redis failed during the rebuild: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        release()
+    print(f"leaderboard: rebuilt from the database, {players} players ranked", file=sys.stderr)
+    return 0
+
+
+def _leaderboard_check(args: argparse.Namespace) -> int:
+    from anb.core.db import in_session
+    from anb.public import ranking
+
+    leaderboard = _leaderboard()
+    if leaderboard is None:
+        return 2
+    if args.repair and not leaderboard.is_ready():
+        print("leaderboard: not built; rebuilding it", file=sys.stderr)
+        return _rebuild(leaderboard)
+    found = ranking.reconcile(leaderboard, repair=args.repair)
+    if found.agrees:
+        print(f"leaderboard: Redis and the database agree ({found.players} players ranked)",
+              file=sys.stderr)  # fmt: skip
+        return 0
+    for line in _disagreements(found, in_session(ranking.scope_names)):
+        print(line, file=sys.stderr)
+    if not args.repair:
+        return 1
+    wanted = len(found.differences)
+    print(f"leaderboard: repaired {found.repaired} of {wanted} scores and "
+          f"{len(found.labels)} names", file=sys.stderr)  # fmt: skip
+    if found.repaired < wanted:
+        print("  the rest changed meanwhile (votes): check again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _disagreements(found: Reconciliation, scopes: dict[str, str]) -> list[str]:
+    lines = []
+    if not found.ready:
+        lines.append("leaderboard: not built (rankings come from the database until it is)")
+    differences = found.differences
+    if differences:
+        lines.append(f"leaderboard: {len(differences)} scores differ from the database:")
+        lines += [f"  {d.describe(scopes)}" for d in differences[:LEADERBOARD_LINES]]
+        if len(differences) > LEADERBOARD_LINES:
+            lines.append(f"  … and {len(differences) - LEADERBOARD_LINES} more")
+    if found.labels:
+        lines.append(f"leaderboard: {len(found.labels)} players' names or cities differ")
+    return lines
 
 
 if __name__ == "__main__":

@@ -78,7 +78,10 @@ def _read_all(client: TestClient) -> list[Any]:
 
 
 def _cached_views(server: RedisServer) -> list[str]:
-    keys = server.client().keys("anb:videos:*") + server.client().keys("anb:rankings:*")
+    """Pages cached in Redis, and the rankings' boards (once built, rankings are read from
+    them rather than cached)."""
+    client = server.client()
+    keys = client.keys("anb:videos:*") + client.keys("anb:rankings:*") + client.keys("anb:{lb}:*")
     return [key for key in keys if not key.endswith(":lock")]
 
 

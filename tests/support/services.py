@@ -13,6 +13,7 @@ from sqlalchemy import text
 from anb.cache import get_cache
 from anb.core.db import dispose_engines
 from anb.core.settings import get_settings
+from anb.public import ranking
 from anb.queue import get_queue
 from anb.storage import get_storage
 
@@ -36,7 +37,9 @@ def missing_tool(what: str) -> None:
 
 
 def reset_process_state() -> None:
-    """Forget cached settings, engines and adapters so the next use reads the environment."""
+    """Forget cached settings, engines and adapters so the next use reads the environment
+    (once a leaderboard rebuild started by a test has finished with them)."""
+    ranking.finish_rebuilds()
     for provider in (get_settings, get_storage, get_queue, get_cache):
         provider.cache_clear()
     dispose_engines()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from anb.cache.leaderboard import RedisLeaderboard
 
 
 class Cache(Protocol):
@@ -20,6 +23,13 @@ class Cache(Protocol):
 
     def peek(self, key: str) -> str | None:
         """The value if this process has it at hand (no I/O), else None."""
+
+    def remember(self, key: str, value: str) -> None:
+        """Keep `value` at hand in this process for a moment (what `peek` answers), without
+        storing it in a shared cache: for values cheaper to read again than to share."""
+
+    def leaderboard(self) -> RedisLeaderboard | None:
+        """The leaderboards kept beside this cache (Redis), or None (in-process cache)."""
 
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Count one more event in the current window of `key`: (events so far in the

@@ -8,6 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from threading import Lock
 
+REMEMBER_SECONDS = 1.0
+
 
 class MemoryCache:
     def __init__(self, max_entries: int = 4096) -> None:
@@ -49,6 +51,12 @@ class MemoryCache:
 
     def peek(self, key: str) -> str | None:
         return self.get(key)
+
+    def remember(self, key: str, value: str) -> None:
+        self.set(key, value, ttl_seconds=REMEMBER_SECONDS)
+
+    def leaderboard(self) -> None:
+        return None
 
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         now = time.monotonic()

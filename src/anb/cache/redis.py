@@ -13,6 +13,8 @@ import redis
 from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
+from anb.cache.leaderboard import RedisLeaderboard
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 F = TypeVar("F")
@@ -33,6 +35,7 @@ class RedisCache:
         self.client = client
         self.max_wait_seconds = max_wait_seconds
         self._last_warning = 0.0
+        self._leaderboard: RedisLeaderboard | None = None
 
     @classmethod
     def from_url(cls, url: str) -> RedisCache:
@@ -62,6 +65,15 @@ class RedisCache:
 
     def peek(self, key: str) -> str | None:
         return None  # nothing can be read from Redis without a round trip
+
+    def remember(self, key: str, value: str) -> None:
+        return None  # this process keeps nothing
+
+    def leaderboard(self) -> RedisLeaderboard:
+        """The leaderboards in this Redis, over the same connections."""
+        if self._leaderboard is None:
+            self._leaderboard = RedisLeaderboard(self.client)
+        return self._leaderboard
 
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Atomic in Redis, so every API process counts against one limit. Without Redis

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from anb.cache.leaderboard import RedisLeaderboard
 from anb.cache.memory import MemoryCache
 from anb.cache.redis import RedisCache
 
@@ -22,6 +23,12 @@ class TieredCache:
 
     def peek(self, key: str) -> str | None:
         return self.local.get(key)
+
+    def remember(self, key: str, value: str) -> None:
+        self._keep(key, value)
+
+    def leaderboard(self) -> RedisLeaderboard:
+        return self.shared.leaderboard()
 
     def get(self, key: str) -> str | None:
         value = self.local.get(key)

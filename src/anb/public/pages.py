@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from anb.cache import get_cache
 from anb.core.settings import get_settings
 from anb.public import service
+from anb.public.scopes import Scope as Filter
 
 FILTER_MAX_CHARS = 100
 LIMIT_MAX = 100
@@ -61,7 +62,7 @@ def _at_hand(scope: Scope) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
     if query is None:
         return None
     city, country, limit, offset = query
-    page_scope = service.Scope.of(city, country)
+    page_scope = Filter.of(city, country)
     cache = get_cache()
     if scope["path"] == RANKINGS_PATH:
         page = service.peek_rankings_page(cache, scope=page_scope, limit=limit, offset=offset)

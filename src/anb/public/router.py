@@ -22,6 +22,7 @@ from anb.public.pages import (
     VIDEOS_PER_PAGE,
 )
 from anb.public.schemas import PublicVideo, RankingEntry, VoteRecorded
+from anb.public.scopes import Scope
 from anb.storage.deps import FileUrls
 from anb.users.deps import CurrentCaller, OptionalCaller
 
@@ -61,7 +62,7 @@ async def list_public_videos(
 ) -> Response:
     """Published videos, most recent first; the total is in `X-Total-Count`. (A page this
     process has at hand is answered before routing: `anb.public.pages`.)"""
-    scope = service.Scope.of(city, country)
+    scope = Scope.of(city, country)
 
     def read(session: Session) -> tuple[str, int]:
         page, total = service.public_videos_page(
@@ -123,7 +124,7 @@ async def rankings(
     offset: Offset = 0,
 ) -> Response:
     """Players by the votes of their public videos; ties share a position."""
-    scope = service.Scope.of(city, country)
+    scope = Scope.of(city, country)
     page = await run_db(
         lambda session: service.rankings_page(
             session, cache=cache, scope=scope, limit=limit, offset=offset

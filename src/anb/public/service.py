@@ -3,8 +3,9 @@
 Lists and rankings are read through the cache. Each filter scope (all, a city, a country,
 both) has a generation counter in the cache and every cached entry is keyed by the current
 generation of its scope; a vote (or a newly published video) bumps the generations of the
-scopes it changes, so their next read recomputes from the database while other scopes keep
-their entries.
+scopes it changes, so their next read recomputes while other scopes keep their entries.
+A ranking page is read from the scope's leaderboard, which the vote updated (see
+`anb.public.ranking`), or from one SQL query without one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVarTuple
+from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import Select, bindparam, func, insert, select, update
@@ -24,14 +25,13 @@ from sqlalchemy.orm import Session
 from anb.cache import Cache
 from anb.core.db import UTCDateTime, after_commit, utcnow
 from anb.core.errors import InvalidInput, NotFound
-from anb.core.text import search_key
+from anb.public import ranking
 from anb.public.models import Vote
 from anb.public.schemas import PublicVideo, RankingEntry
+from anb.public.scopes import Scope
 from anb.users.models import User
 from anb.users.service import AccountGone
 from anb.videos.models import Video, VideoStatus
-
-Row = TypeVarTuple("Row")  # the column types of a query
 
 CACHE_TTL_SECONDS = 300
 
@@ -46,56 +46,15 @@ class AlreadyVoted(InvalidInput):
         super().__init__("Ya has votado por este video.")
 
 
-@dataclass(frozen=True)
-class Scope:
-    """A filter of the public views: folded city and country, empty meaning any."""
-
-    city: str = ""
-    country: str = ""
-
-    @classmethod
-    def of(cls, city: str | None, country: str | None) -> Scope:
-        return cls(search_key(city or ""), search_key(country or ""))
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(f"{self.city}\x00{self.country}".encode()).hexdigest()[:32]
-
-    @property
-    def generation_key(self) -> str:
-        return f"anb:gen:{self.digest}"
-
-    def cache_key(self, kind: str, cache: Cache) -> str:
-        """The key of this scope's `kind` entry at the scope's current generation."""
-        generation = cache.get(self.generation_key)
-        if generation is None:  # never bumped: start counting, so it can be peeked at
-            generation = str(cache.incr(self.generation_key))
-        return self._key(kind, generation)
-
-    def peeked_cache_key(self, kind: str, cache: Cache) -> str | None:
-        """`cache_key` if this process has the scope's generation at hand, else None."""
-        generation = cache.peek(self.generation_key)
-        return None if generation is None else self._key(kind, generation)
-
-    def _key(self, kind: str, generation: str) -> str:
-        return f"anb:{kind}:{self.digest}:{generation}"
-
-    def where(self, query: Select[*Row]) -> Select[*Row]:
-        if self.city:
-            query = query.where(User.city_key == self.city)
-        if self.country:
-            query = query.where(User.country_key == self.country)
-        return query
-
-
 def invalidate_views_of(cache: Cache, owner: User) -> None:
-    """Bump every scope whose views include this player's videos."""
+    """A video of `owner` was published: the player enters the boards (with 0 votes if
+    new), and every scope whose views include the player's videos is bumped."""
+    ranking.record_publication(cache.leaderboard(), ranking.Player.of(owner))
     _invalidate_scopes(cache, owner.city_key, owner.country_key)
 
 
 def _invalidate_scopes(cache: Cache, city: str, country: str) -> None:
-    scopes = [Scope(), Scope(city=city), Scope(country=country), Scope(city, country)]
-    cache.incr_all([scope.generation_key for scope in scopes])
+    cache.incr_all([scope.generation_key for scope in Scope.containing(city, country)])
 
 
 _PUBLIC_PAGE = TypeAdapter(list[PublicVideo])
@@ -215,7 +174,14 @@ def vote(session: Session, *, cache: Cache, voter_id: str, video_id: str) -> Non
         raise PublicVideoNotFound()
     if not ballot.counted:
         raise AlreadyVoted()
-    after_commit(session, lambda: _invalidate_scopes(cache, ballot.city_key, ballot.country_key))
+    after_commit(session, lambda: _count_on_the_views(cache, ballot.owner))
+
+
+def _count_on_the_views(cache: Cache, owner: ranking.Player) -> None:
+    """After the vote's commit: one more on the owner's boards (before the scopes are
+    bumped, so a page read at the new generation finds it there), then the bump."""
+    ranking.record_vote(cache.leaderboard(), owner)
+    _invalidate_scopes(cache, owner.city_key, owner.country_key)
 
 
 @dataclass(frozen=True)
@@ -223,20 +189,34 @@ class _Ballot:
     """A vote's target as the database found it, and whether the vote was counted."""
 
     status: VideoStatus
+    owner_id: str
+    name_key: str
+    first_name: str
+    last_name: str
+    city: str
     city_key: str
     country_key: str
     voter_exists: bool
     counted: bool
 
+    @property
+    def owner(self) -> ranking.Player:
+        name = f"{self.first_name} {self.last_name}"
+        return ranking.Player(
+            self.owner_id, self.name_key, name, self.city, self.city_key, self.country_key
+        )
 
-_BALLOT_FIELDS = ("status", "city_key", "country_key", "voter_exists")
+
+_OWNER_FIELDS = ("owner_id", "name_key", "first_name", "last_name", "city")
+_BALLOT_FIELDS = ("status", *_OWNER_FIELDS, "city_key", "country_key", "voter_exists")
 
 
 def _ballot_query() -> Select[*tuple[Any, ...]]:
-    """The video (`:video_id`), its owner's scope keys, and whether the voter exists."""
+    """The video (`:video_id`), its owner (as ranked), and whether the voter exists."""
     voter_exists = select(User.id).where(User.id == bindparam("voter_id")).exists()
+    owner = (User.name_key, User.first_name, User.last_name, User.city)
     return (
-        select(Video.id, Video.status, User.city_key, User.country_key)
+        select(Video.id, Video.status, Video.owner_id, *owner, User.city_key, User.country_key)
         .add_columns(voter_exists.label("voter_exists"))
         .join(User, Video.owner_id == User.id)
         .where(Video.id == bindparam("video_id"))
@@ -296,20 +276,22 @@ def _count_in_one_statement(session: Session, voter_id: str, video_id: str) -> _
 
 def rankings_page(session: Session, *, cache: Cache, scope: Scope, limit: int, offset: int) -> str:
     """A page of the scope's ranking as the JSON the API answers; positions count from its
-    top, ties share one. Each page is cached on its own, beside the whole ranking."""
-    ranking_key = scope.cache_key("rankings", cache)
+    top, ties share one. Read from the scope's leaderboard (one Redis round trip, kept at
+    hand here for a moment) or, when there is none to read, from one SQL query, cached."""
+    page_key = _ranking_page_key(scope.cache_key("rankings", cache), limit, offset)
+    at_hand = cache.peek(page_key)
+    if at_hand is not None:
+        return at_hand
+    entries = ranking.board_page(cache.leaderboard(), scope=scope, limit=limit, offset=offset)
+    if entries is not None:
+        page = _RANKING_PAGE.dump_json(entries).decode()
+        cache.remember(page_key, page)
+        return page
 
     def compute_page() -> str:
-        ranking = cache.get_or_compute(
-            ranking_key,
-            lambda: json.dumps(_compute_ranking(session, scope)),
-            ttl_seconds=CACHE_TTL_SECONDS,
-        )
-        entries = json.loads(ranking)[offset : offset + limit]
-        page = [RankingEntry(position=p, username=u, city=c, votes=v) for p, u, c, v in entries]
-        return _RANKING_PAGE.dump_json(page).decode()
+        entries = ranking.sql_page(session, scope=scope, limit=limit, offset=offset)
+        return _RANKING_PAGE.dump_json(entries).decode()
 
-    page_key = _ranking_page_key(ranking_key, limit, offset)
     return cache.get_or_compute(page_key, compute_page, ttl_seconds=CACHE_TTL_SECONDS)
 
 
@@ -323,21 +305,3 @@ def peek_rankings_page(cache: Cache, *, scope: Scope, limit: int, offset: int) -
 
 def _ranking_page_key(ranking_key: str, limit: int, offset: int) -> str:
     return f"{ranking_key}:page:{limit}:{offset}"
-
-
-def _compute_ranking(session: Session, scope: Scope) -> list[tuple[int, str, str, int]]:
-    total_votes = func.sum(Video.votes).label("votes")
-    query = scope.where(
-        select(User.first_name, User.last_name, User.city, total_votes)
-        .join(Video, Video.owner_id == User.id)
-        .where(Video.status == VideoStatus.processed)
-        .group_by(User.id, User.first_name, User.last_name, User.city)
-        .order_by(total_votes.desc(), User.first_name, User.last_name, User.id)
-    )
-    ranking: list[tuple[int, str, str, int]] = []
-    position = 0
-    for index, (first, last, city, votes) in enumerate(session.execute(query), start=1):
-        if not ranking or votes != ranking[-1][3]:
-            position = index
-        ranking.append((position, f"{first} {last}", city, int(votes)))
-    return ranking

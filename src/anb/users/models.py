@@ -3,14 +3,27 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import String, Text
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
 
 from anb.core.db import Base, UTCDateTime, utcnow
+from anb.core.text import search_key
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def name_key(first_name: str, last_name: str) -> str:
+    """The order of players tied in a ranking: "First Last" folded like the filters (so
+    "Álvaro" comes before "Zoe"), compared bytewise by the database and by Redis alike."""
+    return search_key(f"{first_name} {last_name}")
+
+
+def _name_key_of_row(context: DefaultExecutionContext) -> str:
+    row = context.get_current_parameters()  # type: ignore[no-untyped-call]  # SQLAlchemy's own
+    return name_key(row["first_name"], row["last_name"])
 
 
 class User(Base):
@@ -25,6 +38,7 @@ class User(Base):
     country: Mapped[str] = mapped_column(String(100))
     city_key: Mapped[str] = mapped_column(String(100), index=True)
     country_key: Mapped[str] = mapped_column(String(100), index=True)
+    name_key: Mapped[str] = mapped_column(Text, default=_name_key_of_row)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property

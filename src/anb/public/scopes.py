@@ -1,0 +1,62 @@
+"""The filter scopes of the public views (all players, a city, a country, both)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TypeVarTuple
+
+from sqlalchemy import Select
+
+from anb.cache import Cache
+from anb.core.text import search_key
+from anb.users.models import User
+
+Row = TypeVarTuple("Row")  # the column types of a query
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A filter of the public views: folded city and country, empty meaning any."""
+
+    city: str = ""
+    country: str = ""
+
+    @classmethod
+    def of(cls, city: str | None, country: str | None) -> Scope:
+        return cls(search_key(city or ""), search_key(country or ""))
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.city}\x00{self.country}".encode()).hexdigest()[:32]
+
+    @property
+    def generation_key(self) -> str:
+        return f"anb:gen:{self.digest}"
+
+    def cache_key(self, kind: str, cache: Cache) -> str:
+        """The key of this scope's `kind` entry at the scope's current generation."""
+        generation = cache.get(self.generation_key)
+        if generation is None:  # never bumped: start counting, so it can be peeked at
+            generation = str(cache.incr(self.generation_key))
+        return self._key(kind, generation)
+
+    def peeked_cache_key(self, kind: str, cache: Cache) -> str | None:
+        """`cache_key` if this process has the scope's generation at hand, else None."""
+        generation = cache.peek(self.generation_key)
+        return None if generation is None else self._key(kind, generation)
+
+    def _key(self, kind: str, generation: str) -> str:
+        return f"anb:{kind}:{self.digest}:{generation}"
+
+    @classmethod
+    def containing(cls, city: str, country: str) -> list[Scope]:
+        """The scopes whose views include a player of this (folded) city and country."""
+        return [cls(), cls(city=city), cls(country=country), cls(city, country)]
+
+    def where(self, query: Select[*Row]) -> Select[*Row]:
+        if self.city:
+            query = query.where(User.city_key == self.city)
+        if self.country:
+            query = query.where(User.country_key == self.country)
+        return query
