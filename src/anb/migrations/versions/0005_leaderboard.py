@@ -4,8 +4,8 @@ No index on videos.votes: the ranking's query reads every public video anyway (P
 chose sequential scans over one on (owner_id, status, votes) with 40 000 videos), and an
 indexed votes column would rule out HOT updates: every vote would write every index.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from anb.core.text import search_key
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
