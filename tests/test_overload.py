@@ -29,7 +29,13 @@ from sqlalchemy import create_engine, text
 
 from tests.clips import Clips
 from tests.support.api import PASSWORD
-from tests.support.servers import free_port, server_env, untraced, wait_until_healthy
+from tests.support.servers import (
+    free_port,
+    server_env,
+    tracer_paused,
+    untraced,
+    wait_until_healthy,
+)
 from tests.support.services import fresh_postgres_database
 
 CLIENT_TIMEOUT_SECONDS = 60
@@ -58,6 +64,13 @@ def _server_command(kind: str, port: int) -> list[str]:
         str(Path(sys.executable).parent / "gunicorn"), "-c", "python:anb.gunicorn_conf",
         "anb.api:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "2",
     ]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _untraced_clients() -> Iterator[None]:
+    """The server runs untraced (`untraced`); so do this module's clients."""
+    with tracer_paused():
+        yield
 
 
 @pytest.fixture(scope="module", params=["embedded", "gunicorn-postgresql"])

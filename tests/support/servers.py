@@ -57,6 +57,26 @@ def untraced(env: dict[str, str]) -> dict[str, str]:
     }
 
 
+@contextmanager
+def tracer_paused() -> Iterator[None]:
+    """Coverage paused in this process: a test that times a server from here must not have
+    its own clients slowed by the tracer (they share the CPU with the server)."""
+    try:
+        from coverage import Coverage
+    except ImportError:  # the suite runs without coverage too
+        yield
+        return
+    current = Coverage.current()
+    if current is None:
+        yield
+        return
+    current.stop()
+    try:
+        yield
+    finally:
+        current.start()
+
+
 @dataclass
 class Served:
     base_url: str
