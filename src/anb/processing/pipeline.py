@@ -7,14 +7,16 @@ and a closing bumper with the ANB logo (the clip starts on the card, not on blac
 audio. Timing follows the source's timestamps: the output runs at the source's nominal rate,
 that of its fastest part, exact as a fraction (30000/1001) and brought to at most 30 fps by
 keeping every n-th frame. HDR sources (PQ, HLG) are tone-mapped to SDR, and every output is
-tagged BT.709. For streaming: CRF under a VBV cap of 4.5 Mb/s, a keyframe every 2 s.
+tagged BT.709. For streaming: CRF under a VBV cap of 4 Mb/s, a keyframe every 2 s.
 Only the first 30 s of the input are read; the bumpers are drawn inside the same filter graph
 from the logo (one card frame, drawn once and repeated: a still costs almost nothing to
 encode).
 
-Where the CPU goes (scripts/bench_worker: 30 s of 1080p30 H.264 at ~6.7 Mb/s, 2 cores): about
-45% decoding the source, 40% x264, 11% scaling, the rest the watermark and the bumpers. The
-`Encoder` defaults are tuned for that; the comments there give what each choice measured.
+Where the CPU goes (scripts/bench_worker's clips: 30 s of 1080p30 H.264 at 12 Mb/s, as a phone
+records it): decoding the source takes about half of it on a near-static clip and a third on
+a fast one, scaling, the watermark and the bumpers about a tenth, x264 the rest. The `Encoder`
+defaults are tuned on three of those clips and checked on the others; the comments there give
+what each choice measured.
 """
 
 from __future__ import annotations
@@ -58,42 +60,45 @@ WATERMARK_MIN_MARGIN = 8
 WATERMARK_OPACITY = 0.75
 
 
-# `-preset ultrafast` is x264's cheapest analysis (diamond motion search without sub-pixel
-# refinement, one reference frame, 16x16 blocks only, no lookahead, no adaptive quantisation).
-# On top of it, the tools that pay for themselves (x264's CPU seconds per clip, bytes and SSIM
-# measured at CRF 25 on the benchmark's 50 MB input; the whole render takes ~9 CPU s):
+# x264's `superfast` preset (diamond motion search, the cheapest sub-pixel refinement, one
+# reference frame) with the two tools of `veryfast` that pay for themselves. Measured by
+# scripts/bench_worker (VMAF against a lanczos-scaled source; the tuning clips static, motion
+# and fast; CPU seconds on a loaded 2-core machine, so differences under ~1 s are noise):
 X264_PARAMS = (
-    "bframes=3",  # B-frames: -40% bytes, SSIM +0.005 and -0.6 CPU s (B blocks are cheap)
-    "b-adapt=0",  # a fixed IBBBP pattern: no lookahead pass to choose the frame types
-    "b-pyramid=none",  # no B-frame is a reference to keep: -0.2 CPU s, -1.5% bytes
-    "cabac=1",  # arithmetic entropy coding: -12% bytes for +0.5 CPU s, same picture
-    "deblock=0,0",  # the in-loop deblocking filter: -3% bytes, SSIM +0.0005
+    # Macroblock-tree rate control over a 10-frame lookahead: what keeps a near-static clip
+    # small (without it, `ultrafast` with B-frames made 1.6x the bytes of the production
+    # encode on the static clip).
+    "mbtree=1",
+    "rc-lookahead=10",
+    # 8x8 inter partitions: -3% bytes on the motion clip, VMAF +0.1.
+    "partitions=p8x8,b8x8,i8x8,i4x4",
 )
-# The source's own deblocking filter is skipped when decoding: -0.8 CPU s (~20% of decoding);
-# the downscale and the re-encode mostly hide it: SSIM -0.0002 on the benchmark's 6.7 and
-# 13 Mb/s inputs, -0.0017 on a blocky 2.5 Mb/s one.
-DECODER_OPTIONS = ("-skip_loop_filter", "all")
+# Not kept: `-skip_loop_filter all` when decoding saves 20% of the whole render's CPU on the
+# static clip at the same VMAF, but leaves a compressed phone source's block edges, which cost
+# +4% bytes on the motion clip and -1.0 VMAF on the fast one (at the cap); a bilinear scaler
+# saves ~0.5 CPU s for -4.4 VMAF; lanczos gives +0.6 VMAF for +6% bytes (static); `me=hex`
+# (veryfast's search) +2 CPU s for no VMAF (fast); a 20-frame lookahead +13% bytes and
+# `aq-mode=0` +24% (motion); `aq-mode=2` -0.3 VMAF (fast).
 
 
 @dataclass(frozen=True)
 class Encoder:
     """How the source is decoded, scaled (swscale `flags`) and encoded (libx264)."""
 
-    preset: str = "ultrafast"
+    preset: str = "superfast"
     # Constant quality (CRF) under a cap: a VBV of `max_bitrate` with a buffer of
-    # `buffer_bits`, so that the clip streams at 4.5 Mb/s, the top 720p30 rung of Apple's HLS
-    # authoring specification (YouTube recommends 5 Mb/s for 720p30). x264 applies a VBV only
-    # to CRF or ABR, not to a constant quantiser. CRF 25.5 keeps the bytes of the constant
-    # QP 26 used before (-0.2% and -0.3% on the benchmark's 6.7 and 13 Mb/s inputs, 2 s
-    # keyframes included) for SSIM +0.0025 and +0.0019; CRF 25 costs +9% bytes. The VBV is
-    # what costs CPU: the render takes +16% with it than CRF alone (median of 5, 50 MB input).
-    crf: float = 25.5
-    max_bitrate: int = 4_500_000  # bits per second
-    buffer_bits: int = 9_000_000
+    # `buffer_bits`, so that the clip streams at 4 Mb/s, under the 4.5 Mb/s of the top 720p30
+    # rung of Apple's HLS authoring specification (YouTube recommends 5 Mb/s for 720p30), and
+    # what a typical production 720p encode caps at. CRF 23.5 rather than 23: -1% to -6%
+    # bytes for -0.1 to -0.5 VMAF (fast, motion, static). x264 applies a VBV only to CRF or
+    # ABR, not to a constant quantiser.
+    crf: float = 23.5
+    max_bitrate: int = 4_000_000  # bits per second
+    buffer_bits: int = 8_000_000
     keyframe_seconds: int = 2  # the longest gap between keyframes, for seeking and segmenting
-    scaler: str = "bilinear"  # bicubic: +0.45 CPU s, and only SSIM +0.0005 at the same bytes
+    scaler: str = "bicubic"
     x264_params: tuple[str, ...] = X264_PARAMS
-    input_options: tuple[str, ...] = DECODER_OPTIONS
+    input_options: tuple[str, ...] = ()  # options for the source's decoder
     extra: tuple[str, ...] = ()
 
 
