@@ -16,4 +16,4 @@ def test_migrated_schema_matches_the_models(configure) -> None:
 def test_upgrading_twice_is_harmless(configure) -> None:
     upgrade_to_head()
     with get_engine().connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0005"
+        assert MigrationContext.configure(connection).get_current_revision() == "0006"
