@@ -53,7 +53,7 @@ class Position:
             payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
         except (binascii.Error, ValueError):
             raise InvalidCursor() from None
-        if not hmac.compare_digest(_signature(scope, payload), signature):
+        if not hmac.compare_digest(_signature(scope, payload).encode(), signature.encode()):
             raise InvalidCursor()
         micros, _, video_id = payload.partition(".")
         try:  # signed by us, so well formed: checked all the same

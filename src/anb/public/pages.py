@@ -101,6 +101,8 @@ def _plain_query(query_string: bytes, *, default_limit: int) -> tuple[str, str, 
         if name in values:
             return None
         values[name] = value
+    if "cursor" in values:  # a page after a cursor is never kept at hand
+        return None
     city, country = values.get("city", ""), values.get("country", "")
     if any(len(text) > FILTER_MAX_CHARS or "\x00" in text for text in (city, country)):
         return None

@@ -57,9 +57,9 @@ Cursor = Annotated[
     ),
 ]
 LIST_HEADERS = {
-    "X-Total-Count": "Public videos in the filtered list",
-    "X-Next-Cursor": "The `cursor` of the next page; absent on the last page",
-    "Link": 'RFC 8288 `<…>; rel="next"`: the next page\'s URL; absent on the last page',
+    "X-Total-Count": ("integer", "Public videos in the filtered list"),
+    "X-Next-Cursor": ("string", "The `cursor` of the next page; absent on the last page"),
+    "Link": ("string", 'RFC 8288 `<…>; rel="next"`: the next page\'s URL; absent on the last page'),
 }
 
 
@@ -70,8 +70,8 @@ LIST_HEADERS = {
     responses={
         200: {
             "headers": {
-                name: {"description": text, "schema": {"type": "string"}}
-                for name, text in LIST_HEADERS.items()
+                name: {"description": text, "schema": {"type": kind}}
+                for name, (kind, text) in LIST_HEADERS.items()
             }
         },
         **error_responses(400, 401, 503),
