@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from anb.api import create_app
 from anb.cache import get_cache
+from anb.core.db import get_engine
 from anb.core.migrations import upgrade_to_head
 from anb.public.scopes import Scope
 from tests.clips import Clips
@@ -168,7 +169,42 @@ def test_the_total_changes_with_publications_not_votes(
     assert totals() == ("11", "6", "5")
 
 
-# --- PostgreSQL: what the planner makes of the page statements ------------------------------
+# --- what the planners make of the page statements --------------------------------------
+
+
+def test_list_pages_are_index_ranges_on_sqlite(client: TestClient) -> None:
+    """The page's ids come from a covering index, in its order; only the page's rows are
+    sorted again (the outer ORDER BY, over limit + 1 rows)."""
+    engine = get_engine()
+    if engine.dialect.name != "sqlite":
+        pytest.skip("embedded mode: PostgreSQL's plans are checked on a seeded league")
+    owners = [add_user("Ana", str(n), f"Ciudad {n % 3}", f"País {n % 2}") for n in range(6)]
+    for n in range(60):
+        add_public_video(owners[n % 6], processed_at=START + timedelta(seconds=(n * 37) % 60))
+    cursor = client.get(PATH, params={"limit": 5}).headers["X-Next-Cursor"]
+    for params in ({}, {"city": "ciudad 1"}, {"country": "PAÍS 0"}, {"cursor": cursor}):
+        with recorded_selects() as recorded:
+            assert len(listed(client.get(PATH, params=params))) == 20
+        [(page, arguments)] = [(sql, a) for sql, a in recorded if "count(" not in sql.lower()]
+        with engine.connect() as connection:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {page}", arguments).all()
+        parents = {row[0]: row[1] for row in plan}
+        [materialize] = [row[0] for row in plan if row[3].startswith("MATERIALIZE")]
+        inner = [row[3] for row in plan if _descends(row[0], materialize, parents)]
+        assert len(inner) == 1 and inner[0].startswith(
+            "SEARCH videos USING COVERING INDEX ix_videos_public"
+        ), (params, inner)
+
+
+def _descends(node: int, ancestor: int, parents: dict[int, int]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if node == ancestor:
+            return True
+    return False
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
