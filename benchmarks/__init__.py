@@ -6,7 +6,9 @@
 - `upload_rss`: how much `anb serve`'s memory grows while it receives a ~100 MB upload;
 - `worker`: our processing pipeline against a reference one, on ~50 and ~100 MB inputs;
 - `loadtest`: the API's capacity under Locust (the users are in loadtests/locustfile.py);
-- `loadtest_worker`: the video worker's videos/min with 1, 2 and 4 `anb poll` processes.
+- `loadtest_worker`: the video worker's videos/min with 1, 2 and 4 `anb poll` processes;
+- `public_list`: the public list's SQL (EXPLAIN ANALYZE) on a league-sized database, which
+  `league` seeds.
 
 What they share: `processes` (free ports, starting and stopping servers, CPU from /proc),
 `stack` (PostgreSQL, Redis, moto and Gunicorn, seed data), `media` (generated inputs),

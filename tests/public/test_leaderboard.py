@@ -5,9 +5,7 @@ reconciling them with the database, Redis faults included."""
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,11 +17,10 @@ from anb.cache import get_cache
 from anb.cache.leaderboard import RedisLeaderboard
 from anb.core.db import unit_of_work
 from anb.core.text import search_key
-from anb.public import ranking, service
+from anb.public import ranking
 from anb.public.scopes import Scope
-from anb.users.models import User
-from anb.videos.models import Video, VideoStatus
 from tests.faults.tcp_proxy import Mode, TcpProxy
+from tests.support.backend import add_public_video, add_user, vote
 
 PLACES = [  # spellings of one place differ in case and accents, as players type them
     ("Bogotá", "Colombia"),
@@ -45,38 +42,6 @@ SCOPES = [
 
 
 # --- the data, inserted as the app would, and the oracle --------------------------------
-
-
-def add_user(first: str, last: str, city: str, country: str) -> str:
-    with unit_of_work() as session:
-        user = User(
-            email=f"{uuid.uuid4().hex[:12]}@example.com", password_hash="x",
-            first_name=first, last_name=last, city=city, country=country,
-            city_key=search_key(city), country_key=search_key(country),
-        )  # fmt: skip
-        session.add(user)
-        session.flush()
-        return user.id
-
-
-def add_public_video(owner_id: str) -> str:
-    """A processed video, published as the worker publishes it (`invalidate_views_of`)."""
-    with unit_of_work() as session:
-        video = Video(
-            owner_id=owner_id, title="Jugada", original_key="k", processed_key="k",
-            status=VideoStatus.processed, processed_at=datetime.now(UTC),
-        )  # fmt: skip
-        session.add(video)
-        session.flush()
-        owner = session.get(User, owner_id)
-        video_id = video.id
-    service.invalidate_views_of(get_cache(), owner)
-    return video_id
-
-
-def vote(voter_id: str, video_id: str) -> None:
-    with unit_of_work() as session:
-        service.vote(session, cache=get_cache(), voter_id=voter_id, video_id=video_id)
 
 
 def oracle(city: str = "", country: str = "") -> list[dict]:

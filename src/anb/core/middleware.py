@@ -34,7 +34,7 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["X-Total-Count", "Retry-After"],
+            expose_headers=["X-Total-Count", "X-Next-Cursor", "Link", "Retry-After"],
             max_age=600,
         )
     if settings.trusted_proxy_list:  # outermost: every layer sees the client's own address

@@ -78,11 +78,13 @@ def decode_access_token(token: str) -> str:
     return subject
 
 
-def sign(message: str) -> str:
-    """HMAC-SHA256 of `message` under a key derived from the signing secret (not the JWT key)."""
-    key = hashlib.sha256(b"anb-file-urls:" + get_settings().signing_secret.encode()).digest()
+def sign(message: str, *, purpose: str = "file-urls") -> str:
+    """HMAC-SHA256 of `message` under a key derived from the signing secret for `purpose`
+    (not the JWT key; a signature made for one purpose is worthless for another)."""
+    secret = get_settings().signing_secret.encode()
+    key = hashlib.sha256(f"anb-{purpose}:".encode() + secret).digest()
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def signature_matches(message: str, signature: str) -> bool:
-    return hmac.compare_digest(sign(message), signature)
+def signature_matches(message: str, signature: str, *, purpose: str = "file-urls") -> bool:
+    return hmac.compare_digest(sign(message, purpose=purpose), signature)

@@ -11,7 +11,7 @@ is wrong with it) as usual.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -73,8 +73,24 @@ def _at_hand(scope: Scope) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
     )
     if found is None:
         return None
-    body, total = found
-    return body.encode(), [(b"x-total-count", str(total).encode())]
+    headers = list_headers(found, city=city, country=country, limit=limit)
+    return found.body.encode(), [
+        (name.lower().encode(), value.encode()) for name, value in headers.items()
+    ]
+
+
+def list_headers(
+    page: service.VideosPage, *, city: str | None, country: str | None, limit: int
+) -> dict[str, str]:
+    """The headers of a page of the public list: its total, and where the next page is
+    (`X-Next-Cursor`, and an RFC 8288 `Link` to it relative to this server), if any."""
+    headers = {"X-Total-Count": str(page.total)}
+    if page.next_cursor is not None:
+        filters = {name: value for name, value in (("city", city), ("country", country)) if value}
+        query = urlencode({**filters, "limit": limit, "cursor": page.next_cursor})
+        headers["X-Next-Cursor"] = page.next_cursor
+        headers["Link"] = f'<{VIDEOS_PATH}?{query}>; rel="next"'
+    return headers
 
 
 def _plain_query(query_string: bytes, *, default_limit: int) -> tuple[str, str, int, int] | None:
@@ -85,6 +101,8 @@ def _plain_query(query_string: bytes, *, default_limit: int) -> tuple[str, str, 
         if name in values:
             return None
         values[name] = value
+    if "cursor" in values:  # a page after a cursor is never kept at hand
+        return None
     city, country = values.get("city", ""), values.get("country", "")
     if any(len(text) > FILTER_MAX_CHARS or "\x00" in text for text in (city, country)):
         return None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,6 +13,7 @@ from anb.core.deps import SettingsDep, VideoId
 from anb.core.responses import error_responses
 from anb.core.text import NO_NUL
 from anb.public import service
+from anb.public.cursors import CURSOR_MAX_CHARS
 from anb.public.pages import (
     FILTER_MAX_CHARS,
     LIMIT_MAX,
@@ -20,6 +22,7 @@ from anb.public.pages import (
     RANKINGS_PATH,
     VIDEOS_PATH,
     VIDEOS_PER_PAGE,
+    list_headers,
 )
 from anb.public.schemas import PublicVideo, RankingEntry, VoteRecorded
 from anb.public.scopes import Scope
@@ -41,13 +44,38 @@ Country = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
 Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=CURSOR_MAX_CHARS,
+        pattern=NO_NUL,
+        description=(
+            "Opaque: the `X-Next-Cursor` of the previous page (also in its `Link: rel=next`). "
+            "The page after it, read at the same cost at any depth; only with the same "
+            "`city` and `country`, and not with an `offset`."
+        ),
+    ),
+]
+LIST_HEADERS = {
+    "X-Total-Count": ("integer", "Public videos in the filtered list"),
+    "X-Next-Cursor": ("string", "The `cursor` of the next page; absent on the last page"),
+    "Link": ("string", 'RFC 8288 `<…>; rel="next"`: the next page\'s URL; absent on the last page'),
+}
 
 
 @router.get(
     VIDEOS_PATH.removeprefix(PREFIX),
     summary="List the public (processed) videos",
     response_model=list[PublicVideo],
-    responses=error_responses(400, 401, 503),
+    responses={
+        200: {
+            "headers": {
+                name: {"description": text, "schema": {"type": kind}}
+                for name, (kind, text) in LIST_HEADERS.items()
+            }
+        },
+        **error_responses(400, 401, 503),
+    },
 )
 async def list_public_videos(
     request: Request,
@@ -59,28 +87,32 @@ async def list_public_videos(
     country: Country = None,
     limit: Limit = VIDEOS_PER_PAGE,
     offset: Offset = 0,
+    cursor: Cursor = None,
 ) -> Response:
-    """Published videos, most recent first; the total is in `X-Total-Count`. (A page this
-    process has at hand is answered before routing: `anb.public.pages`.)"""
+    """Published videos, most recent first; the total is in `X-Total-Count`, the next
+    page's cursor in `X-Next-Cursor` and `Link`. (A page this process has at hand is
+    answered before routing: `anb.public.pages`.)"""
     scope = Scope.of(city, country)
 
-    def read(session: Session) -> tuple[str, int]:
-        page, total = service.public_videos_page(
+    def read(session: Session) -> service.VideosPage:
+        page = service.public_videos_page(
             session,
             cache=cache,
             scope=scope,
             limit=limit,
             offset=offset,
+            cursor=cursor,
             url_for=urls,
             url_ttl_seconds=settings.url_ttl_seconds,
             base_url=settings.base_url_for(str(request.base_url)),
         )
-        if caller is not None:
-            page = service.mark_voted_by(session, voter_id=caller.user_id, page=page)
-        return page, total
+        if caller is None:
+            return page
+        body = service.mark_voted_by(session, voter_id=caller.user_id, page=page.body)
+        return replace(page, body=body)
 
-    page, total = await run_db(read)
-    return _json(page, headers={"X-Total-Count": str(total)})
+    page = await run_db(read)
+    return _json(page.body, headers=list_headers(page, city=city, country=country, limit=limit))
 
 
 def _json(body: str, headers: dict[str, str] | None = None) -> Response:

@@ -11,6 +11,7 @@ from sqlalchemy import Select
 from anb.cache import Cache
 from anb.core.text import search_key
 from anb.users.models import User
+from anb.videos.models import Video
 
 Row = TypeVarTuple("Row")  # the column types of a query
 
@@ -32,19 +33,39 @@ class Scope:
 
     @property
     def generation_key(self) -> str:
+        """The counter of the scope's pages: bumped by each vote and each publication in it."""
         return f"anb:gen:{self.digest}"
+
+    @property
+    def members_key(self) -> str:
+        """The counter of the scope's membership: bumped only when a video enters or leaves
+        its public list (publication), never by a vote. It keys the list's total count."""
+        return f"anb:members:{self.digest}"
 
     def cache_key(self, kind: str, cache: Cache) -> str:
         """The key of this scope's `kind` entry at the scope's current generation."""
-        generation = cache.get(self.generation_key)
-        if generation is None:  # never bumped: start counting, so it can be peeked at
-            generation = str(cache.incr(self.generation_key))
-        return self._key(kind, generation)
+        return self._key(kind, self._current(self.generation_key, cache))
+
+    def count_key(self, cache: Cache) -> str:
+        """The key of this scope's list count at the scope's current membership."""
+        return self._key("count", self._current(self.members_key, cache))
 
     def peeked_cache_key(self, kind: str, cache: Cache) -> str | None:
         """`cache_key` if this process has the scope's generation at hand, else None."""
         generation = cache.peek(self.generation_key)
         return None if generation is None else self._key(kind, generation)
+
+    def peeked_count_key(self, cache: Cache) -> str | None:
+        """`count_key` if this process has the scope's membership at hand, else None."""
+        members = cache.peek(self.members_key)
+        return None if members is None else self._key("count", members)
+
+    @staticmethod
+    def _current(counter: str, cache: Cache) -> str:
+        generation = cache.get(counter)
+        if generation is None:  # never bumped: start counting, so it can be peeked at
+            generation = str(cache.incr(counter))
+        return generation
 
     def _key(self, kind: str, generation: str) -> str:
         return f"anb:{kind}:{self.digest}:{generation}"
@@ -54,9 +75,11 @@ class Scope:
         """The scopes whose views include a player of this (folded) city and country."""
         return [cls(), cls(city=city), cls(country=country), cls(city, country)]
 
-    def where(self, query: Select[*Row]) -> Select[*Row]:
+    def where(self, query: Select[*Row], *, keys: type[User] | type[Video] = User) -> Select[*Row]:
+        """`query` filtered to the scope, on the keys of `keys`' table: the players' (rankings)
+        or the copies on the videos (the public list)."""
         if self.city:
-            query = query.where(User.city_key == self.city)
+            query = query.where(keys.city_key == self.city)
         if self.country:
-            query = query.where(User.country_key == self.country)
+            query = query.where(keys.country_key == self.country)
         return query

@@ -3,8 +3,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import Connection, Enum, ForeignKey, Index, Integer, String, Text, event, select
+from sqlalchemy.orm import Mapped, Mapper, mapped_column, relationship
 
 from anb.core.db import Base, UTCDateTime, utcnow
 from anb.users.models import User, new_id
@@ -24,7 +24,13 @@ class Video(Base):
     __tablename__ = "videos"
     __table_args__ = (
         Index("ix_videos_owner_uploaded", "owner_id", "uploaded_at"),
-        Index("ix_videos_status_processed", "status", "processed_at"),
+        # The public list, newest first, by scope: each page is a range of one of these
+        # (read backwards), never a sort of the scope. `status` leads, so an equality on it
+        # from a bound parameter still selects the index (a partial index would need the
+        # literal value in the statement).
+        Index("ix_videos_public", "status", "processed_at", "id"),
+        Index("ix_videos_public_city", "status", "city_key", "processed_at", "id"),
+        Index("ix_videos_public_country", "status", "country_key", "processed_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -46,8 +52,25 @@ class Video(Base):
     votes: Mapped[int] = mapped_column(Integer, default=0)
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    city_key: Mapped[str] = mapped_column(String(100))
+    """The owner's folded city, copied when the row is inserted (`_copy_owner_scope`) so that
+    the public list of a city is one index range. A player's city never changes (no endpoint
+    changes it); if it ever does, their videos' keys must change with it."""
+    country_key: Mapped[str] = mapped_column(String(100))
+    """The owner's folded country, as `city_key`."""
 
     owner: Mapped[User] = relationship(lazy="raise")
+
+
+@event.listens_for(Video, "before_insert")
+def _copy_owner_scope(_mapper: Mapper[Video], _connection: Connection, video: Video) -> None:
+    """Fill the scope keys from the owner's row in the INSERT itself (scalar subqueries):
+    no extra round trip, and no code path that creates a video can forget them."""
+    owner = User.id == video.owner_id
+    if video.city_key is None:
+        video.city_key = select(User.city_key).where(owner).scalar_subquery()
+    if video.country_key is None:
+        video.country_key = select(User.country_key).where(owner).scalar_subquery()
 
 
 class UploadSession(Base):
