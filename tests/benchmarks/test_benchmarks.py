@@ -18,6 +18,7 @@ WRAPPERS = {
     "bench_api": "api",
     "bench_poster": "poster",
     "bench_probe": "probe",
+    "bench_rankings": "rankings",
     "bench_upload_rss": "upload_rss",
     "bench_worker": "worker",
     "loadtest": "loadtest",
