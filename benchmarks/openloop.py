@@ -26,6 +26,7 @@ MAX_IN_FLIGHT = 256
 than opening more sockets against a server that no longer keeps up."""
 NO_ANSWER = 0  # status of a request that got no answer (connection error, timeout)
 DROPPED = -1  # status of an arrival the client did not send (MAX_IN_FLIGHT reached)
+TIMED_OUT = b"no answer within REQUEST_TIMEOUT_S"  # the body of such an answer
 
 
 @dataclass(frozen=True)
@@ -64,40 +65,37 @@ class Pool:
 
     async def send(self, request: Request) -> Answer:
         """The answer, or status NO_ANSWER after REQUEST_TIMEOUT_S or a connection error.
-        A reused connection that the server closed meanwhile (its keep-alive timeout) is
-        replaced once."""
+        An idle connection that the server closed meanwhile (its keep-alive timeout) is
+        replaced by a new one."""
         payload = self._bytes(request)
-        for attempt in range(2):
-            reused = bool(self.idle) and attempt == 0
-            try:
-                connection = self.idle.pop() if reused else await self._connect()
-            except OSError as exc:
-                return Answer(NO_ANSWER, {}, repr(exc).encode())
-            try:
-                exchange = self._exchange(connection, payload)
-                answer = await asyncio.wait_for(exchange, REQUEST_TIMEOUT_S)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-                connection[1].close()
-                if reused:
-                    continue
-                return Answer(NO_ANSWER, {}, repr(exc).encode())
-            except TimeoutError:
-                connection[1].close()
-                return Answer(NO_ANSWER, {}, b"timeout")
-            if answer.headers.get("connection", "").lower() == "close":
-                connection[1].close()
-            else:
-                self.idle.append(connection)
-            return answer
-        raise AssertionError("unreachable")  # the loop returns on its second attempt
+        if self.idle:
+            answer = await self._exchange_on(self.idle.pop(), payload)
+            if answer.status != NO_ANSWER or answer.body == TIMED_OUT:
+                return answer
+        try:
+            connection = await asyncio.open_connection(self.host, self.port)
+        except OSError as exc:
+            return Answer(NO_ANSWER, {}, repr(exc).encode())
+        return await self._exchange_on(connection, payload)
 
-    def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
-        self.idle.clear()
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection(self.host, self.port)
+    async def _exchange_on(
+        self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], payload: bytes
+    ) -> Answer:
+        """The answer on `connection`, which stays open for the next request unless the
+        server closes it or the exchange fails."""
+        try:
+            answer = await asyncio.wait_for(self._exchange(connection, payload), REQUEST_TIMEOUT_S)
+        except TimeoutError:
+            connection[1].close()
+            return Answer(NO_ANSWER, {}, TIMED_OUT)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            connection[1].close()
+            return Answer(NO_ANSWER, {}, repr(exc).encode())
+        if answer.headers.get("connection", "").lower() == "close":
+            connection[1].close()
+        else:
+            self.idle.append(connection)
+        return answer
 
     def _bytes(self, request: Request) -> bytes:
         lines = [f"{request.method} {request.target} HTTP/1.1", f"Host: {self.host}:{self.port}"]

@@ -24,7 +24,8 @@ For each implementation, on this machine:
    player near the top of a city (only the probe votes for those players) and polls that
    city's first ranking page until the player's votes include the vote. --warmup s of the
    same load first, unrecorded, then --duration s measured.
-5. After the load (SETTLE_S later), the correctness check: the API's rankings walked whole
+5. After the load, once no vote has landed for QUIET_S (the server may still be answering
+   requests that the clients gave up on), the correctness check: the API's rankings walked whole
    for three cities (biggest, middle, smallest) and over the top and random deep pages of
    the global ranking, each player's position and votes compared with what SQL computes
    from the votes table; `videos.votes` compared with the votes table; and, "after",
@@ -52,6 +53,7 @@ Usage: scripts/bench_rankings [--duration 60] [--warmup 5] [--rate-votes 100]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
@@ -84,6 +86,7 @@ from benchmarks.api import (
 from benchmarks.figures import Column, Table, ratio
 from benchmarks.openloop import (
     DROPPED,
+    NO_ANSWER,
     Answer,
     Driver,
     Pool,
@@ -127,7 +130,9 @@ POLL_EVERY_S = 0.05
 FRESHNESS_TIMEOUT_S = 10.0
 CURSOR_PAGES = 40  # pages of PAGE_MAX walked for deep cursors (from the 10th on)
 REBUILD_ATTEMPTS = 3
-SETTLE_S = 1.5  # after the load, before the check: in-process caches keep entries 1 s
+QUIET_S = 2.0  # after the load, no vote landed for this long: the server's backlog is done
+QUIET_TIMEOUT_S = 180.0
+SETTLE_S = 1.5  # then, before the check: in-process caches keep entries 1 s
 DEEP_GLOBAL_PAGES = 5  # random deep pages of PAGE_MAX of the global ranking checked
 TOP_GLOBAL_PAGES = 5
 VOTE_MARGIN = 1.5  # votes prepared, as a multiple of those expected (Poisson arrivals)
@@ -265,11 +270,11 @@ async def probe_freshness(setup: Setup, window: Window) -> dict:
     """One probe every PROBE_EVERY_S of the measured window: a vote, then its city's first
     page (PAGE_MAX players) every POLL_EVERY_S until the player's votes include it. The
     freshness is the time from the vote's answer to the first answer that includes it (None
-    when FRESHNESS_TIMEOUT_S passed first)."""
-    import asyncio
-
+    when FRESHNESS_TIMEOUT_S passed first). A player whose vote got no answer (counted or
+    not: unknown) is probed no more."""
     pool = _pool(setup)
     expected = dict(setup.probe_start)
+    unknown: set[str] = set()
     freshness: list[float | None] = []
     polls: list[Record] = []
     errors: dict[str, str] = {}
@@ -278,6 +283,8 @@ async def probe_freshness(setup: Setup, window: Window) -> dict:
         due = time.time() + PROBE_EVERY_S
         if due > window.end:
             break
+        if probe.username in unknown:
+            continue
         vote = Request("probe_vote", "POST", probe.target,
                        (("Authorization", f"Bearer {probe.token}"),))  # fmt: skip
         sent = time.time()
@@ -285,6 +292,8 @@ async def probe_freshness(setup: Setup, window: Window) -> dict:
         timing = server_ms(voted.headers.get("server-timing"))
         polls.append(Record("probe_vote", sent - window.start, 0.0,
                             1000 * (time.time() - sent), timing, voted.status))  # fmt: skip
+        if voted.status == NO_ANSWER:
+            unknown.add(probe.username)
         if voted.status != 200:
             errors.setdefault("probe_vote", f"{voted.status}: {voted.body[:200]!r}")
         else:
@@ -300,8 +309,6 @@ async def _poll_until_seen(
     pool: Pool, probe: Probe, votes: int, window: Window, polls: list[Record]
 ) -> float | None:
     """When the first page of the probe's city first showed the player with `votes`."""
-    import asyncio
-
     query = urlencode({"city": probe.city, "limit": PAGE_MAX})
     request = Request("probe_read", "GET", f"{RANKINGS}?{query}")
     deadline = time.time() + FRESHNESS_TIMEOUT_S
@@ -646,7 +653,27 @@ def check_rankings(base: str, database: str, plan: Plan, seed_: int) -> Check:
             check.compare(f"global offset {offset}", entries, everyone)
     finally:
         connection.close()
+    if Truth.read(database) != truth:
+        check.problems.insert(0, "votes landed during the check: its figures mean nothing")
     return check
+
+
+def wait_until_quiet(database: str) -> float:
+    """Wait until no vote has landed for QUIET_S: the server still runs requests that were
+    queued when the clients stopped waiting for them. The seconds it took."""
+    started = time.monotonic()
+    connection = rankings_data.connect(database)
+    try:
+        last = None
+        while time.monotonic() - started < QUIET_TIMEOUT_S:
+            count = connection.run("SELECT count(*) FROM votes")[0][0]
+            if count == last:
+                break
+            last = count
+            time.sleep(QUIET_S)
+    finally:
+        connection.close()
+    return round(time.monotonic() - started, 1)
 
 
 def walk(
@@ -736,6 +763,7 @@ def measure(impl: Implementation, plan: Plan, args: argparse.Namespace, work: Pa
               f"{', with cursor deep pages' if setup.cursors else ''}", flush=True)  # fmt: skip
         result.update(run_clients(setup, master, database, redis_url, home))
         result["redis"] = redis_memory(redis_url)
+        result["backlog_s"] = wait_until_quiet(database)
         time.sleep(SETTLE_S)
         check = check_rankings(base, database, plan, args.seed)
         result["check"] = asdict(check)
@@ -962,8 +990,10 @@ def describe(result: dict, args: argparse.Namespace) -> list[str]:
                      f"{board['output'].splitlines()[-1] if board['output'] else ''}")  # fmt: skip
         lines += [f"  an attempt before failed: {failure}" for failure in board["failures"]]
     check = result["check"]
-    lines.append(f"correctness: {check['players']} ranked entries on {check['pages']} pages "
-                 f"compared with SQL: {len(check['problems'])} problems")  # fmt: skip
+    lines.append(f"correctness (once no vote had landed for {QUIET_S:g} s, "
+                 f"{result['backlog_s']:g} s after the load): {check['players']} ranked entries "
+                 f"on {check['pages']} pages compared with SQL: {len(check['problems'])} "
+                 "problems")  # fmt: skip
     lines += [f"  {problem}" for problem in check["problems"][:10]]
     lines += [f"first error of {kind}: {error}" for kind, error in result["first_errors"].items()]
     lines += [f"Gunicorn log: {line}" for line in result["log_problems"]]

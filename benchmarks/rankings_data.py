@@ -18,7 +18,6 @@ it again instead of seeding anew.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import random
 import uuid
@@ -161,10 +160,6 @@ class Plan:
         for video, owner in enumerate(self.video_owner):
             owned.setdefault(owner, []).append(video)
         return owned
-
-    @cached_property
-    def player_by_username(self) -> dict[str, int]:
-        return {self.username(player): player for player in range(self.scale.players)}
 
     def seeded_totals(self) -> list[int]:
         """Each player's seeded votes (all their videos')."""
@@ -373,12 +368,3 @@ def mark_complete(database: str) -> None:
         connection.run(f"COMMENT ON DATABASE {database} IS '{COMPLETE}'")
     finally:
         connection.close()
-
-
-@contextlib.contextmanager
-def dropped_at_exit(database: str, keep: bool = False) -> Iterator[str]:
-    try:
-        yield database
-    finally:
-        if not keep:
-            drop(database)

@@ -37,7 +37,8 @@ def test_the_plan_seeds_distinct_voters_and_a_viral_video() -> None:
     for video, count in enumerate(plan.video_votes):
         voters = [plan.voter(video, n) for n in range(count)]
         assert len(set(voters)) == count, f"video {video} has a voter twice"
-    assert len(plan.player_by_username) == TINY.players  # names tell players apart
+    usernames = {plan.username(player) for player in range(TINY.players)}
+    assert len(usernames) == TINY.players  # the API tells players apart by their names
     assert set(plan.videos_of) == set(range(TINY.players))  # every player is ranked
     assert len(set(plan.user_city)) == 50
 
