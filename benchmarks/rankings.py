@@ -132,6 +132,7 @@ CURSOR_PAGES = 40  # pages of PAGE_MAX walked for deep cursors (from the 10th on
 REBUILD_ATTEMPTS = 3
 QUIET_S = 2.0  # after the load, no vote landed for this long: the server's backlog is done
 QUIET_TIMEOUT_S = 180.0
+FREEING_TIMEOUT_S = 30.0
 SETTLE_S = 1.5  # then, before the check: in-process caches keep entries 1 s
 DEEP_GLOBAL_PAGES = 5  # random deep pages of PAGE_MAX of the global ranking checked
 TOP_GLOBAL_PAGES = 5
@@ -723,15 +724,20 @@ def redis_memory(url: str) -> dict[str, float]:
 
 @contextlib.contextmanager
 def flushed(url: str) -> Iterator[None]:
+    """The db emptied before and after. In the background (FLUSHDB ASYNC): freeing hundreds
+    of MiB blocks Redis, every db of it, for half a second (its slow log says so)."""
     import redis
 
     client = redis.Redis.from_url(url)
-    client.flushdb()
+    client.flushdb(asynchronous=True)
+    deadline = time.monotonic() + FREEING_TIMEOUT_S  # freed, before used_memory is read
+    while client.info("memory")["lazyfree_pending_objects"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     try:
         yield
     finally:
         with contextlib.suppress(Exception):
-            client.flushdb()
+            client.flushdb(asynchronous=True)
 
 
 # --- one implementation ----------------------------------------------------------------------
@@ -761,7 +767,7 @@ def measure(impl: Implementation, plan: Plan, args: argparse.Namespace, work: Pa
         warm_up_server(base, setup)
         print(f"  {impl.name} at {base}: load for {args.warmup:g} + {args.duration:g} s"
               f"{', with cursor deep pages' if setup.cursors else ''}", flush=True)  # fmt: skip
-        result.update(run_clients(setup, master, database, redis_url, home))
+        result.update(run_clients(setup, master, database, home))
         result["redis"] = redis_memory(redis_url)
         result["backlog_s"] = wait_until_quiet(database)
         time.sleep(SETTLE_S)
@@ -825,15 +831,15 @@ def make_setup(base: str, plan: Plan, args: argparse.Namespace, secret: str) -> 
         base=base, rate_votes=args.rate_votes, rate_reads=args.rate_reads,
         warmup=args.warmup, duration=args.duration, seed=args.seed,
         players=plan.scale.players, videos=plan.scale.videos, cities=city_figures(plan),
-        mix=args.mix,
-        votes=mix, probes=probe_votes, probe_start=start, cursors=deep_cursors(base),
+        mix=args.mix, votes=mix, probes=probe_votes, probe_start=start,
+        cursors=deep_cursors(base),
     )  # fmt: skip
 
 
-def run_clients(setup: Setup, master: int, database: str, redis_url: str, home: Path) -> dict:
+def run_clients(setup: Setup, master: int, database: str, home: Path) -> dict:
     """The three client processes over the window; the CPU used meanwhile; their records.
-    Forked: they start at once, with nothing to import (this process has no thread and no
-    open connection then)."""
+    Forked: they start at once, with nothing to import (this process runs no thread, and
+    they use none of its connections)."""
     context = multiprocessing.get_context("fork")
     ready, go = context.Queue(), context.Event()
     start = context.Value("d", 0.0)
@@ -951,7 +957,7 @@ def describe(result: dict, args: argparse.Namespace) -> list[str]:
     fresh, redis_end, redis_start = result["freshness"], result["redis"], result["redis_before"]
     cores = result["cores"]
     lines = [
-        f"\n== {result['implementation']} ({result['commit'][:10]}) ==",
+        f"\n== {result['implementation']} ({result['commit']}) ==",
         *class_table(result),
         f"votes/s sustained: {result['votes_per_s']:.1f} (offered {args.rate_votes:g}); "
         f"reads/s: {result['reads_per_s']:.1f} (offered {args.rate_reads:g})",
@@ -995,6 +1001,7 @@ def describe(result: dict, args: argparse.Namespace) -> list[str]:
                  f"on {check['pages']} pages compared with SQL: {len(check['problems'])} "
                  "problems")  # fmt: skip
     lines += [f"  {problem}" for problem in check["problems"][:10]]
+    lines.append(f"errors by kind: {errors_by_kind(result['classes'])}")
     lines += [f"first error of {kind}: {error}" for kind, error in result["first_errors"].items()]
     lines += [f"Gunicorn log: {line}" for line in result["log_problems"]]
     return lines
@@ -1008,6 +1015,17 @@ def per_request(result: dict, group: str) -> float:
         for figures in result["classes"].values()
     )
     return 1000 * result["cores"][group] * result["duration_s"] / answered if answered else math.nan
+
+
+ERROR_KINDS = {str(NO_ANSWER): "no answer", str(DROPPED): "dropped by the client"}
+
+
+def errors_by_kind(classes: dict[str, dict]) -> str:
+    """The errors of every class, by status: what went wrong at a glance."""
+    found: Counter[str] = Counter()
+    for figures in classes.values():
+        found.update({s: n for s, n in figures["statuses"].items() if s != "200"})
+    return ", ".join(f"{ERROR_KINDS.get(s, s)} {n}" for s, n in found.most_common()) or "none"
 
 
 def targets_of(result: dict, args: argparse.Namespace) -> list[targets.Target]:
@@ -1094,12 +1112,20 @@ def implementations(args: argparse.Namespace, work: Path, stack: contextlib.Exit
     if "before" in names:
         commit = commit_of(args.before)
         tree = stack.enter_context(worktree(commit, work))
-        found["before"] = Implementation("before", tree / "src", commit)
+        found["before"] = Implementation("before", tree / "src", commit[:10])
     if "after" in names:
-        head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True).stdout.strip()  # fmt: skip
-        found["after"] = Implementation("after", ROOT / "src", head or "working tree")
+        found["after"] = Implementation("after", ROOT / "src", source_revision())
     return found
+
+
+def source_revision() -> str:
+    """The working tree's commit, marked when src/ (the code measured) has changes."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "working tree"  # fmt: skip
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True,
+                             text=True).stdout.strip()  # fmt: skip
+    return f"{head} + changes in src" if changed else head
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, dict]:

@@ -14,6 +14,7 @@ import pytest
 from benchmarks.openloop import DROPPED, Record
 from benchmarks.rankings import (
     Truth,
+    errors_by_kind,
     next_cursor,
     parse_mix,
     read_mix,
@@ -116,6 +117,7 @@ def test_latencies_count_answered_requests_and_errors_count_the_rest() -> None:
     assert summary["vote"]["errors"] == 2
     assert summary["vote"]["p95_ms"] == 20.0
     assert summary["vote"]["server_p50_ms"] == 5.0
+    assert errors_by_kind(summary) == "503 1, dropped by the client 1"
 
 
 def test_a_missed_target_or_an_error_fails_the_run(capsys: pytest.CaptureFixture[str]) -> None:
