@@ -19,6 +19,7 @@ WRAPPERS = {
     "bench_poster": "poster",
     "bench_probe": "probe",
     "bench_public_list": "public_list",
+    "bench_rankings": "rankings",
     "bench_upload_rss": "upload_rss",
     "bench_worker": "worker",
     "loadtest": "loadtest",
