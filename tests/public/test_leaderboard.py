@@ -5,9 +5,12 @@ reconciling them with the database, Redis faults included."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -310,6 +313,38 @@ def test_check_of_boards_never_built_says_so_and_repair_builds_them(
     assert cli.main(["leaderboard", "check", "--repair"]) == 0
     assert "rebuilt from the database, 4 players ranked" in capsys.readouterr().err
     assert board.is_ready() and ranking.reconcile(board, repair=False).agrees
+
+
+# A Lua script holds Redis (every client waits) until its clock passes ARGV[1] microseconds.
+_HOLD_REDIS = """
+local now = redis.call('TIME')
+local until_us = now[1] * 1000000 + now[2] + tonumber(ARGV[1])
+repeat now = redis.call('TIME') until now[1] * 1000000 + now[2] >= until_us
+"""
+
+
+def test_rebuilds_and_checks_wait_for_a_slow_redis_longer_than_votes_do(
+    client: TestClient, boards: RedisLeaderboard, redis_url: str
+) -> None:
+    """A whole-board write or read can take more than the 0.5 s a vote waits (at 100 000
+    players on a busy machine): those wait for Redis, where a vote gives up."""
+    seed(players=4, voters=1)
+    assert ranking.reconcile(boards, repair=False).agrees
+    before = boards.contents()
+    holder = redis.Redis.from_url(redis_url)
+    held = threading.Thread(target=lambda: holder.eval(_HOLD_REDIS, 0, 2_000_000))
+    held.start()
+    time.sleep(0.2)  # the script has begun
+    try:
+        with pytest.raises(redis.TimeoutError):
+            boards.client.exists("anb:probe")  # a vote's wait runs out
+        contents = boards.contents()  # Redis still held: this waits it out
+    finally:
+        held.join()
+        holder.close()
+    assert contents == before
+    boards.replace(contents.boards, contents.labels)
+    assert ranking.reconcile(boards, repair=False).agrees
 
 
 def test_the_commands_need_redis(client: TestClient, capsys: pytest.CaptureFixture) -> None:

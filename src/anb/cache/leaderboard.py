@@ -35,6 +35,10 @@ BOARDS = PREFIX + "boards"  # the board keys, so a rebuild drops boards that bec
 LOCK = PREFIX + "lock"
 TEMPORARY_SECONDS = 3600  # a rebuild's keys, until the swap (or forever, had it died)
 WRITE_CHUNK = 5000  # members per ZADD/HSET of a rebuild
+# How long a rebuild or a reconciliation waits for one answer. The cache's own timeout (0.5 s,
+# right for a vote or a page) is too short for them: at 100 000 players, writing the boards
+# aside or reading them all took longer on a busy 2-core machine and failed the command.
+BULK_TIMEOUT_SECONDS = 60.0
 WARN_EVERY_SECONDS = 10
 
 # KEYS: ready, boards, labels, board…; ARGV: member, delta, label ('' for none)
@@ -152,6 +156,18 @@ class RedisLeaderboard:
         self._page = client.register_script(_PAGE)
         self._swap = client.register_script(_SWAP)
         self._correct = client.register_script(_CORRECT)
+        self._bulk: redis.Redis | None = None
+
+    @property
+    def bulk(self) -> redis.Redis:
+        """A client like `client`, over connections of its own that wait up to
+        `BULK_TIMEOUT_SECONDS` for an answer: for the whole-board writes and reads."""
+        if self._bulk is None:
+            pool = self.client.connection_pool
+            options = {**pool.connection_kwargs, "socket_timeout": BULK_TIMEOUT_SECONDS}
+            patient = redis.ConnectionPool(connection_class=pool.connection_class, **options)
+            self._bulk = redis.Redis(connection_pool=patient)
+        return self._bulk
 
     # --- what each vote, publication and page read does: one round trip -------------------
 
@@ -205,7 +221,7 @@ class RedisLeaderboard:
         mark them complete. Raises `RedisError` when Redis fails meanwhile."""
         marker = uuid.uuid4().hex
         aside = f"{PREFIX}new:{marker}:"
-        pipeline = self.client.pipeline(transaction=False)
+        pipeline = self.bulk.pipeline(transaction=False)
         pairs: list[str] = []
         for board, scores in boards.items():
             pairs += [aside + _key(board), _key(board)]
@@ -217,13 +233,13 @@ class RedisLeaderboard:
         pipeline.expire(aside + "labels", TEMPORARY_SECONDS)
         pipeline.execute()
         keys = [READY, BOARDS, LABELS, aside + "labels", *pairs]
-        self._swap(keys=keys, args=[marker])
+        self._swap(keys=keys, args=[marker], client=self.bulk)
 
     def contents(self) -> Contents:
         """Read everything the boards hold (for a reconciliation). Raises `RedisError`."""
-        ready = bool(self.client.exists(READY))
-        board_keys = sorted(cast("set[str]", self.client.smembers(BOARDS)))
-        pipeline = self.client.pipeline(transaction=False)
+        ready = bool(self.bulk.exists(READY))
+        board_keys = sorted(cast("set[str]", self.bulk.smembers(BOARDS)))
+        pipeline = self.bulk.pipeline(transaction=False)
         for key in board_keys:
             pipeline.zrange(key, 0, -1, withscores=True)
         pipeline.hgetall(LABELS)
@@ -241,20 +257,20 @@ class RedisLeaderboard:
         args: list[Any] = []
         for fix in corrections:
             args += [fix.member, _stored(fix.seen), _stored(fix.wanted)]
-        applied = int(self._correct(keys=keys, args=args)) if corrections else 0
+        applied = int(self._correct(keys=keys, args=args, client=self.bulk)) if corrections else 0
         stale = [member for member, label in labels.items() if label is None]
         fresh = {member: label for member, label in labels.items() if label is not None}
         if stale:
-            self.client.hdel(LABELS, *stale)
+            self.bulk.hdel(LABELS, *stale)
         if fresh:
-            self.client.hset(LABELS, mapping=cast("dict[Any, Any]", fresh))
+            self.bulk.hset(LABELS, mapping=cast("dict[Any, Any]", fresh))
         return applied
 
     def forget(self) -> None:
         """Drop every board, label and the marker (as a flushed Redis would)."""
-        keys = cast("list[str]", list(self.client.scan_iter(match=PREFIX + "*", count=1000)))
+        keys = cast("list[str]", list(self.bulk.scan_iter(match=PREFIX + "*", count=1000)))
         if keys:
-            self.client.delete(*keys)
+            self.bulk.delete(*keys)
 
     def _safely(self, call: Callable[[], T], fallback: F) -> T | F:
         try:
