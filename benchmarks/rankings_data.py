@@ -196,8 +196,7 @@ def _stamp(moment: datetime) -> str:
 def user_rows(plan: Plan, columns: list[str], password_hash: str) -> Iterator[str]:
     from anb.core.text import search_key
 
-    created = _stamp(EPOCH - timedelta(days=120))
-    folded = [(search_key(city), search_key(country)) for city, country in cities()]
+    created, folded = _stamp(EPOCH - timedelta(days=120)), _folded_places()
     for player, user_id in enumerate(plan.user_ids):
         first, last = plan.first_name(player), plan.last_name(player)
         city, country = plan.city_of(player)
@@ -212,12 +211,23 @@ def user_rows(plan: Plan, columns: list[str], password_hash: str) -> Iterator[st
         yield _line(values, columns)
 
 
+def _folded_places() -> list[tuple[str, str]]:
+    """The cities' and countries' search keys, in the order of `cities()`."""
+    from anb.core.text import search_key
+
+    return [(search_key(city), search_key(country)) for city, country in cities()]
+
+
 def video_rows(plan: Plan, columns: list[str]) -> Iterator[str]:
+    folded = _folded_places()
     for video, video_id in enumerate(plan.video_ids):
         processed = plan.processed_at[video]
         prefix = f"videos/{video_id}"
+        owner = plan.video_owner[video]
+        city_key, country_key = folded[plan.user_city[owner]]  # the owner's (migration 0006)
         values = {
-            "id": video_id, "owner_id": plan.user_ids[plan.video_owner[video]],
+            "id": video_id, "owner_id": plan.user_ids[owner],
+            "city_key": city_key, "country_key": country_key,
             "title": f"Jugada {video}", "status": "processed", "error": None,
             "task_id": video_id, "original_key": f"{prefix}/original.mp4",
             "processed_key": f"{prefix}/processed/seed.mp4",
@@ -326,7 +336,7 @@ KNOWN_COLUMNS = {
               "city_key", "country_key", "created_at", "name_key"},
     "videos": {"id", "owner_id", "title", "status", "error", "task_id", "original_key",
                "processed_key", "thumbnail_key", "claim_token", "original_bytes", "votes",
-               "uploaded_at", "processed_at"},
+               "uploaded_at", "processed_at", "city_key", "country_key"},
 }  # fmt: skip
 
 
