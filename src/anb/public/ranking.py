@@ -31,7 +31,7 @@ from anb.cache.leaderboard import Contents, Correction, RedisLeaderboard
 from anb.core.db import get_engine
 from anb.public.schemas import RankingEntry
 from anb.public.scopes import Scope
-from anb.users.models import User
+from anb.users.models import User, display_name
 from anb.videos.models import Video, VideoStatus
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,9 @@ def sql_page(session: Session, *, scope: Scope, limit: int, offset: int) -> list
         .offset(offset)
     )
     return [
-        RankingEntry(position=position, username=f"{first} {last}", city=city, votes=int(total))
+        RankingEntry(
+            position=position, username=display_name(first, last), city=city, votes=int(total)
+        )
         for position, first, last, city, total in session.execute(query)
     ]
 
@@ -167,7 +169,7 @@ def players(session: Session) -> Iterator[tuple[Player, int]]:
         .group_by(User.id)
     )
     for user_id, key, first, last, city, city_key, country_key, total in session.execute(query):
-        player = Player(user_id, key, f"{first} {last}", city, city_key, country_key)
+        player = Player(user_id, key, display_name(first, last), city, city_key, country_key)
         yield player, int(total)
 
 

@@ -32,7 +32,7 @@ from anb.public.cursors import InvalidCursor, Position
 from anb.public.models import Vote
 from anb.public.schemas import PublicVideo, RankingEntry
 from anb.public.scopes import Scope
-from anb.users.models import User
+from anb.users.models import User, display_name
 from anb.users.service import AccountGone
 from anb.videos.models import Video, VideoStatus
 
@@ -191,7 +191,7 @@ def _query_public_videos(
         PublicVideo(
             video_id=row.id,
             title=row.title,
-            username=f"{row.first_name} {row.last_name}",
+            username=display_name(row.first_name, row.last_name),
             city=row.city,
             country=row.country,
             processed_url=url_for(row.processed_key),
@@ -286,7 +286,7 @@ class _Ballot:
 
     @property
     def owner(self) -> ranking.Player:
-        name = f"{self.first_name} {self.last_name}"
+        name = display_name(self.first_name, self.last_name)
         return ranking.Player(
             self.owner_id, self.name_key, name, self.city, self.city_key, self.country_key
         )

@@ -15,10 +15,15 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def display_name(first_name: str, last_name: str) -> str:
+    """How a player is named in the public views (the contract's `username`): "First Last"."""
+    return f"{first_name} {last_name}"
+
+
 def name_key(first_name: str, last_name: str) -> str:
     """The order of players tied in a ranking: "First Last" folded like the filters (so
     "Álvaro" comes before "Zoe"), compared bytewise by the database and by Redis alike."""
-    return search_key(f"{first_name} {last_name}")
+    return search_key(display_name(first_name, last_name))
 
 
 def _name_key_of_row(context: DefaultExecutionContext) -> str:
@@ -43,4 +48,4 @@ class User(Base):
 
     @property
     def full_name(self) -> str:
-        return f"{self.first_name} {self.last_name}"
+        return display_name(self.first_name, self.last_name)
