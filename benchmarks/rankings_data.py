@@ -292,34 +292,36 @@ def seeded_name(label: str, schema: str, scale: Scale) -> str:
     return f"anb_rank_{label}_{digest}"
 
 
-def is_complete(database: str) -> bool:
+def admin_run(*statements: str, **params: object) -> list:
+    """Run `statements` in turn on an administration connection; the last one's rows."""
     connection = admin()
     try:
-        rows = connection.run(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :name",
-            name=database,
-        )
+        rows: list = []
+        for statement in statements:
+            rows = connection.run(statement, **params)
+        return rows
     finally:
         connection.close()
+
+
+def is_complete(database: str) -> bool:
+    rows = admin_run(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :name",
+        name=database,
+    )
     return bool(rows) and rows[0][0] == COMPLETE
 
 
 def create(database: str, template: str | None = None) -> None:
-    connection = admin()
-    try:
-        connection.run(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        copy_of = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
-        connection.run(f"CREATE DATABASE {database}{copy_of}")
-    finally:
-        connection.close()
+    copy_of = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+    admin_run(
+        f"DROP DATABASE IF EXISTS {database} WITH (FORCE)",
+        f"CREATE DATABASE {database}{copy_of}",
+    )
 
 
 def drop(database: str) -> None:
-    connection = admin()
-    try:
-        connection.run(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    finally:
-        connection.close()
+    admin_run(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def columns_of(connection, table: str) -> list[str]:
@@ -373,8 +375,4 @@ def load(database: str, plan: Plan) -> dict[str, int]:
 
 
 def mark_complete(database: str) -> None:
-    connection = admin()
-    try:
-        connection.run(f"COMMENT ON DATABASE {database} IS '{COMPLETE}'")
-    finally:
-        connection.close()
+    admin_run(f"COMMENT ON DATABASE {database} IS '{COMPLETE}'")
