@@ -1,8 +1,10 @@
-"""The public list at depth: cursor pages, their headers and their refusals, the total count
-kept per scope membership, and (PostgreSQL) pages read as index ranges."""
+"""The public list at depth: cursor pages, their headers and their refusals, offset pages
+started from anchors, the total count and the pages kept per scope membership (votes reach
+a voter at once, other readers within seconds), and pages read as index ranges."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from anb.api import create_app
 from anb.cache import get_cache
 from anb.core.db import get_engine
 from anb.core.migrations import upgrade_to_head
+from anb.public import service
 from anb.public.scopes import Scope
 from tests.clips import Clips
 from tests.support.api import Player, upload, upload_public
@@ -91,6 +94,50 @@ def test_a_cursor_walk_lists_the_scope_once_while_videos_are_published_and_voted
     assert walked[-1]["votes"] == votes_cast >= 1  # as voted when its page was read
 
 
+@pytest.mark.parametrize("params", [{}, {"city": "BOGOTÁ"}, {"country": "peru"}])
+def test_offset_pages_started_from_anchors_are_the_list_cut_at_that_offset(
+    client: TestClient,
+    league: dict[str, Any],
+    params: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service, "ANCHOR_STRIDE", 2)  # an anchor every other video
+
+    def pages_are_cuts_of_the_whole() -> list[str]:
+        whole = listed(client.get(PATH, params={**params, "limit": 100}))
+        for limit in (1, 2, 3):
+            for offset in range(len(whole) + 2):
+                cut = {**params, "limit": str(limit), "offset": str(offset)}
+                assert listed(client.get(PATH, params=cut)) == whole[offset : offset + limit], cut
+        return whole
+
+    before = pages_are_cuts_of_the_whole()
+    add_public_video(league["bogota"][0])  # on top of Bogotá's list and everyone's:
+    add_public_video(league["lima"])  # every anchor moves down, and is read again
+    after = pages_are_cuts_of_the_whole()
+    assert after[-len(before) :] == before and len(after) == len(before) + (1 if params else 2)
+
+
+def test_a_voter_sees_their_vote_at_once_and_everyone_within_two_seconds(
+    client: TestClient, player: Player, league: dict[str, Any]
+) -> None:
+    top = league["videos"][6]  # the last published
+
+    def votes_seen(headers: dict[str, str] | None = None) -> tuple[int, bool]:
+        [first] = client.get(PATH, params={"limit": 1}, headers=headers).json()
+        assert first["video_id"] == top
+        return first["votes"], first["voted"]
+
+    assert votes_seen() == votes_seen(player.headers) == (0, False)  # both pages now cached
+    voted = client.post(f"/api/public/videos/{top}/vote", headers=player.headers)
+    assert voted.status_code == 200, voted.text
+    assert votes_seen(player.headers) == (1, True)
+    deadline = time.monotonic() + 2 * service.LIST_PAGE_TTL_SECONDS + 0.5
+    while votes_seen() != (1, False):
+        assert time.monotonic() < deadline, "an anonymous reader still sees no vote"
+        time.sleep(0.1)
+
+
 def test_the_next_page_is_linked_and_the_last_page_has_no_cursor(
     client: TestClient, league: dict[str, Any]
 ) -> None:
@@ -153,12 +200,12 @@ def test_the_total_changes_with_publications_not_votes(
 
     assert totals() == ("9", "5", "4")
     cache, everyone = get_cache(), Scope()
-    counted = everyone.count_key(cache)
+    counted = everyone.members_cache_key("count", cache)
     vote(add_user("Fan", "Cero", "Quito", "Ecuador"), league["videos"][0])
-    assert everyone.count_key(cache) == counted  # a vote leaves every count cached
+    assert everyone.members_cache_key("count", cache) == counted  # a vote leaves every count cached
     assert totals() == ("9", "5", "4")
     add_public_video(league["lima"])
-    assert everyone.count_key(cache) != counted
+    assert everyone.members_cache_key("count", cache) != counted
     assert totals() == ("10", "5", "5")
     published = upload_public(client, player, clips.landscape)  # the player is in Bogotá
     assert totals() == ("11", "6", "5")
@@ -235,22 +282,31 @@ def test_list_pages_are_index_ranges_on_postgresql(
     with TestClient(create_app()) as client:
         cursor = client.get(PATH, params={"offset": 980}).headers["X-Next-Cursor"]
         for params in ({}, {"city": city}, {"country": country}, {"cursor": cursor}):
-            with recorded_selects() as recorded:
-                assert len(listed(client.get(PATH, params=params))) == 20
-            [page] = [(sql, args) for sql, args in recorded if "count(" not in sql.lower()]
-            [result] = explain(seeded_postgres, *page, runs=1)
-            limit = _first(result["Plan"], "Limit")
-            read = list(scans(limit))
-            assert len(read) == 1, (params, read)  # the scope is never sorted, only ranged
-            assert read[0].startswith(
-                (
-                    "Index Only Scan Backward using ix_videos_public",
-                    "Index Scan Backward using ix_videos_public",
-                )
-            ), read
+            read = _page_scans(seeded_postgres, client, params)
             assert "(21 rows)" in read[0], read  # the page and one more, nothing skipped
-            assert not any(s.startswith("Seq Scan") for s in scans(result["Plan"])), params
+        assert listed(client.get(PATH, params={"offset": 3500}))  # the anchors, read once
+        read = _page_scans(seeded_postgres, client, {"offset": 3517})
+        # from the anchor at 3000 (ANCHOR_STRIDE), not from the top
+        assert f"({3517 - 3000 + 21} rows)" in read[0], read
     reset_process_state()
+
+
+def _page_scans(url: str, client: TestClient, params: dict[str, Any]) -> list[str]:
+    """The scans of the page's statement: one range of the scope's index, checked here."""
+    with recorded_selects() as recorded:
+        assert len(listed(client.get(PATH, params=params))) == 20
+    [page] = [(sql, args) for sql, args in recorded if "count(" not in sql.lower()]
+    [result] = explain(url, *page, runs=1)
+    read = list(scans(_first(result["Plan"], "Limit")))
+    assert len(read) == 1, (params, read)  # the scope is never sorted, only ranged
+    assert read[0].startswith(
+        (
+            "Index Only Scan Backward using ix_videos_public",
+            "Index Scan Backward using ix_videos_public",
+        )
+    ), read
+    assert not any(s.startswith("Seq Scan") for s in scans(result["Plan"])), params
+    return read
 
 
 def _first(node: dict[str, Any], kind: str) -> dict[str, Any]:

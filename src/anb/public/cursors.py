@@ -39,8 +39,25 @@ class Position:
     processed_at: datetime
     video_id: str
 
+    @property
+    def text(self) -> str:
+        """`microseconds.video_id`: what a cursor signs, and how anchors are cached."""
+        return f"{_microseconds(self.processed_at)}.{self.video_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        """The position `text` (a `Position.text`) names (ValueError if it is not one)."""
+        micros, _, video_id = text.partition(".")
+        try:
+            processed_at = _EPOCH + timedelta(microseconds=int(micros))
+        except OverflowError:
+            raise ValueError(text) from None
+        if not video_id or len(video_id) > _VIDEO_ID_MAX_CHARS:
+            raise ValueError(text)
+        return cls(processed_at, video_id)
+
     def encode(self, scope: Scope) -> str:
-        payload = f"{_microseconds(self.processed_at)}.{self.video_id}"
+        payload = self.text
         body = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
         return f"{body}.{_signature(scope, payload)}"
 
@@ -55,14 +72,10 @@ class Position:
             raise InvalidCursor() from None
         if not hmac.compare_digest(_signature(scope, payload).encode(), signature.encode()):
             raise InvalidCursor()
-        micros, _, video_id = payload.partition(".")
         try:  # signed by us, so well formed: checked all the same
-            processed_at = _EPOCH + timedelta(microseconds=int(micros))
-        except (ValueError, OverflowError):
+            return cls.parse(payload)
+        except ValueError:
             raise InvalidCursor() from None
-        if not video_id or len(video_id) > _VIDEO_ID_MAX_CHARS:
-            raise InvalidCursor()
-        return cls(processed_at, video_id)
 
 
 def _microseconds(moment: datetime) -> int:

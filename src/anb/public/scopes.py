@@ -43,22 +43,24 @@ class Scope:
         return f"anb:members:{self.digest}"
 
     def cache_key(self, kind: str, cache: Cache) -> str:
-        """The key of this scope's `kind` entry at the scope's current generation."""
+        """The key of this scope's `kind` entry at the scope's current generation: for what a
+        vote changes (a ranking page)."""
         return self._key(kind, self._current(self.generation_key, cache))
 
-    def count_key(self, cache: Cache) -> str:
-        """The key of this scope's list count at the scope's current membership."""
-        return self._key("count", self._current(self.members_key, cache))
+    def members_cache_key(self, kind: str, cache: Cache) -> str:
+        """The key of this scope's `kind` entry at the scope's current membership: for what
+        only a publication changes (the list's count, its pages, their anchors)."""
+        return self._key(kind, self._current(self.members_key, cache))
 
     def peeked_cache_key(self, kind: str, cache: Cache) -> str | None:
         """`cache_key` if this process has the scope's generation at hand, else None."""
         generation = cache.peek(self.generation_key)
         return None if generation is None else self._key(kind, generation)
 
-    def peeked_count_key(self, cache: Cache) -> str | None:
-        """`count_key` if this process has the scope's membership at hand, else None."""
+    def peeked_members_cache_key(self, kind: str, cache: Cache) -> str | None:
+        """`members_cache_key` if this process has the scope's membership at hand, else None."""
         members = cache.peek(self.members_key)
-        return None if members is None else self._key("count", members)
+        return None if members is None else self._key(kind, members)
 
     @staticmethod
     def _current(counter: str, cache: Cache) -> str:

@@ -4,8 +4,10 @@ Lists and rankings are read through the cache. Each filter scope (all, a city, a
 both) has a generation counter in the cache and every cached page is keyed by the current
 generation of its scope; a vote (or a newly published video) bumps the generations of the
 scopes it changes, so their next read recomputes while other scopes keep their entries.
-A list page is one index range (`_query_public_videos`); the list's total count, the costly
-part, is keyed by a second counter, the scope's membership, which only a publication bumps.
+The public list is keyed by a second counter, the scope's membership, which only a
+publication bumps (the list is ordered by publication: a vote moves nothing in it): its total
+count, its pages (one index range each, `_query_public_videos`, kept a second since their
+vote counts change) and the anchors that start a deep page near its offset.
 A ranking page is read from the scope's leaderboard, which the vote updated (see
 `anb.public.ranking`), or from one SQL query without one.
 """
@@ -38,6 +40,17 @@ from anb.videos.models import Video, VideoStatus
 
 CACHE_TTL_SECONDS = 300
 COUNT_TTL_SECONDS = 300  # a count changed outside the API (a row deleted by hand) shows by then
+LIST_PAGE_TTL_SECONDS = 1
+"""How long a page of the public list is kept. Its videos change only with a publication
+(the page is keyed by the membership) but its vote counts change with every vote, which no
+longer bumps it, so that votes every few milliseconds do not have every read of the first
+page read it again: an anonymous reader sees a count at most about 2 s late (this, then the
+second an API process keeps what it read at hand); a signed-in reader's counts are read
+with their `voted` marks, so a voter sees their own vote at once."""
+ANCHOR_STRIDE = 1000
+"""A deep offset page starts from the anchor at or before it (the position of every
+ANCHOR_STRIDE-th video of the scope, cached per membership) and skips fewer than this many
+index entries, instead of all the entries before it (`_anchored`)."""
 
 
 class PublicVideoNotFound(NotFound):
@@ -98,23 +111,23 @@ def public_videos_page(
     """A page of public videos, most recently published first, at `offset` or after
     `cursor` (not both: `InvalidCursor`), with the scope's total and the next page's cursor.
 
-    The total is cached per scope and membership (`Scope.count_key`): votes leave it alone.
-    An offset page is cached per scope generation (a vote bumps it: the page is read again,
-    one index range) with its signed URLs (per `base_url`, the host local file URLs point
-    to), so the entry lives at most half as long as they do. A cursor page is read each
-    time: each cursor is read by one client, and its read costs the same at any depth."""
+    The total is cached per scope and membership: votes leave it alone. An offset page is
+    cached per scope and membership for LIST_PAGE_TTL_SECONDS with its signed URLs (per
+    `base_url`, the host local file URLs point to). A cursor page is read each time: each
+    cursor is read by one client, and its read costs the same at any depth."""
     after = _start_after(cursor, scope=scope, offset=offset)
     total = _public_count(session, cache, scope)
     if after is not None:
         items, last = _query_public_videos(session, scope, limit, 0, after, url_for)
         return VideosPage(_PUBLIC_PAGE.dump_json(items).decode(), total, _cursor(last, scope))
-    key = _videos_page_key(scope.cache_key("videos", cache), limit, offset, base_url)
+    key = _videos_page_key(scope.members_cache_key("videos", cache), limit, offset, base_url)
 
     def compute() -> str:
-        items, last = _query_public_videos(session, scope, limit, offset, None, url_for)
+        start, skip = _anchored(session, cache, scope, offset)
+        items, last = _query_public_videos(session, scope, limit, skip, start, url_for)
         return f"{_cursor(last, scope) or ''}:{_PUBLIC_PAGE.dump_json(items).decode()}"
 
-    ttl = min(CACHE_TTL_SECONDS, url_ttl_seconds // 2)
+    ttl = min(LIST_PAGE_TTL_SECONDS, url_ttl_seconds // 2)
     return _page_of(cache.get_or_compute(key, compute, ttl_seconds=ttl), total)
 
 
@@ -122,7 +135,8 @@ def peek_public_videos_page(
     cache: Cache, *, scope: Scope, limit: int, offset: int, base_url: str
 ) -> VideosPage | None:
     """`public_videos_page` at `offset` if this process has it at hand (no I/O), else None."""
-    scope_key, count_key = scope.peeked_cache_key("videos", cache), scope.peeked_count_key(cache)
+    scope_key = scope.peeked_members_cache_key("videos", cache)
+    count_key = scope.peeked_members_cache_key("count", cache)
     if scope_key is None or count_key is None:
         return None
     cached = cache.peek(_videos_page_key(scope_key, limit, offset, base_url))
@@ -163,7 +177,43 @@ def _public_count(session: Session, cache: Cache, scope: Scope) -> int:
         )
         return str(session.scalar(scope.where(public, keys=Video)) or 0)
 
-    return int(cache.get_or_compute(scope.count_key(cache), count, ttl_seconds=COUNT_TTL_SECONDS))
+    key = scope.members_cache_key("count", cache)
+    return int(cache.get_or_compute(key, count, ttl_seconds=COUNT_TTL_SECONDS))
+
+
+def _anchored(
+    session: Session, cache: Cache, scope: Scope, offset: int
+) -> tuple[Position | None, int]:
+    """Where the page at `offset` starts: after the last anchor at or before it (None: from
+    the top), and how many videos after that are skipped."""
+    passed = offset // ANCHOR_STRIDE
+    if not passed:
+        return None, offset
+    anchors = _anchors(session, cache, scope)
+    passed = min(passed, len(anchors))
+    if not passed:  # the list is shorter than its first anchor: an empty page
+        return None, offset
+    return Position.parse(anchors[passed - 1]), offset - passed * ANCHOR_STRIDE
+
+
+def _anchors(session: Session, cache: Cache, scope: Scope) -> list[str]:
+    """The positions (`Position.text`) of every ANCHOR_STRIDE-th video of the scope in the
+    list's order, read once per membership: one pass over the scope's index."""
+
+    def compute() -> str:
+        number = func.row_number().over(order_by=_LIST_ORDER).label("number")
+        public = select(Video.processed_at, Video.id, number).where(
+            Video.status == VideoStatus.processed
+        )
+        listed = scope.where(public, keys=Video).subquery("listed")
+        every = select(listed.c.processed_at, listed.c.id).where(
+            listed.c.number % ANCHOR_STRIDE == 0
+        )
+        rows = session.execute(every.order_by(listed.c.number))
+        return " ".join(Position(at, video_id).text for at, video_id in rows)
+
+    key = scope.members_cache_key("anchors", cache)
+    return cache.get_or_compute(key, compute, ttl_seconds=COUNT_TTL_SECONDS).split()
 
 
 def _query_public_videos(
@@ -224,26 +274,38 @@ def _page_rows(ids: Subquery) -> Select[*tuple[Any, ...]]:
 
 
 def mark_voted_by(session: Session, *, voter_id: str, page: str) -> str:
-    """The page JSON with `voted` true on the videos the voter voted for (`AccountGone`,
-    401, if the account no longer exists)."""
+    """The page JSON as the voter sees it: `voted` true on the videos they voted for, and
+    every count read now, so that their own vote shows at once (`AccountGone`, 401, if the
+    account no longer exists)."""
     items = json.loads(page)
-    voted = voted_by(session, voter_id=voter_id, video_ids=[item["video_id"] for item in items])
-    if not voted:
-        return page
+    seen = seen_by(session, voter_id=voter_id, video_ids=[item["video_id"] for item in items])
     for item in items:
-        item["voted"] = item["video_id"] in voted
+        item["votes"], item["voted"] = seen.get(item["video_id"], (item["votes"], False))
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
 
 
-def voted_by(session: Session, *, voter_id: str, video_ids: list[str]) -> set[str]:
-    """Which of these videos the voter voted for, read with the account in one query:
-    `AccountGone` (401) if the account no longer exists."""
-    on_page = (Vote.user_id == User.id) & Vote.video_id.in_(video_ids)
-    query = select(User.id, Vote.video_id).outerjoin(Vote, on_page).where(User.id == voter_id)
+def seen_by(
+    session: Session, *, voter_id: str, video_ids: list[str]
+) -> dict[str, tuple[int, bool]]:
+    """Each video's (votes, whether the voter voted for it), read with the account in one
+    query: `AccountGone` (401) if the account no longer exists."""
+    on_page = Video.id.in_(video_ids)
+    voter_s = (Vote.user_id == User.id) & (Vote.video_id == Video.id)
+    query = (
+        select(User.id, Video.id, Video.votes, Vote.video_id)
+        .select_from(User)
+        .outerjoin(Video, on_page)
+        .outerjoin(Vote, voter_s)
+        .where(User.id == voter_id)
+    )
     rows = session.execute(query).all()
     if not rows:
         raise AccountGone()
-    return {video_id for _, video_id in rows if video_id is not None}
+    return {
+        video_id: (votes, voted is not None)
+        for _, video_id, votes, voted in rows
+        if video_id is not None
+    }
 
 
 def vote(session: Session, *, cache: Cache, voter_id: str, video_id: str) -> None:
