@@ -17,8 +17,11 @@ Three encodes of each, run alternately, `--rounds` times:
 
 For each: median wall and user-CPU seconds, output bytes, and the VMAF (libvmaf's default
 model) and SSIM of its 30 s of footage (opening bumper skipped with an accurate seek) against
-the source fitted into 1280x720 with lanczos (`benchmarks.quality`). Then videos/min through
-our pipeline at concurrency 1 and 2 on the first clip.
+the source fitted into 1280x720 with lanczos (`benchmarks.quality`). Beside them, in the same
+rounds, the floor: the source's 30 s decoded, brought to the output rate and scaled as every
+encode of it must (`-f null`: nothing encoded), which no encoder can go under; its share of
+the production encode's wall time says how much of the time target is left to the encoder.
+Then videos/min through our pipeline at concurrency 1 and 2 on the first clip.
 
 Targets, on every clip: VMAF ours >= production - 1, bytes ours <= production, wall time
 ours <= 0.7 x production. Exits with 1 when one is missed.
@@ -78,6 +81,7 @@ REFERENCE_GRAPH = (
     "[c][wm]overlay=W-w-20:H-h-20,format=yuv420p[v]"
 )
 ENCODES = ("ours", "production", "reference")
+FLOOR = "floor"
 
 
 @dataclass(frozen=True)
@@ -159,8 +163,21 @@ class Bench:
         command = reference_command(self.source, self.intro, self.intro, output)
         ffmpeg("-loglevel", "error", *command)
 
+    def floor(self, output: Path) -> None:
+        """The decoding and scaling every encode of the clip does, and nothing encoded
+        (`output` is left empty)."""
+        picture = pipeline.picture_rect(self.info)
+        fit = f"scale={picture.width}:{picture.height}:flags={pipeline.ENCODER.scaler}"
+        ffmpeg(
+            "-loglevel", "error", "-t", f"{pipeline.footage_seconds(self.info):.3f}",
+            "-i", str(self.source), "-map", pipeline.footage_stream(self.info),
+            "-vf", f"fps={pipeline.output_fps(self.info)},{fit}", "-f", "null", "-",
+        )  # fmt: skip
+        output.write_bytes(b"")
+
     def encode(self, name: str) -> Callable[[Path], None]:
-        return {"ours": self.ours, "production": self.production, "reference": self.reference}[name]
+        encodes = {"ours": self.ours, "production": self.production, "reference": self.reference}
+        return {**encodes, FLOOR: self.floor}[name]
 
     def output(self, name: str) -> Path:
         return self.work / f"out-{name}-{self.clip.name}.mp4"
@@ -170,22 +187,24 @@ def bumper_seconds(name: str) -> float:
     return REF_BUMPER_SECONDS if name == "reference" else pipeline.BUMPER_SECONDS
 
 
-def compare(bench: Bench, rounds: int) -> dict[str, Result]:
-    """Alternate the three encodes `rounds` times; the quality of each one's last output."""
-    runs: dict[str, list[Run]] = {name: [] for name in ENCODES}
+def compare(bench: Bench, rounds: int) -> tuple[dict[str, Result], list[Run]]:
+    """Alternate the three encodes and the floor `rounds` times: each encode's runs with the
+    quality of its last output, and the floor's runs."""
+    runs: dict[str, list[Run]] = {name: [] for name in (*ENCODES, FLOOR)}
     for n in range(1, rounds + 1):
-        for name in ENCODES:
+        for name in runs:
             output = bench.output(name)
             runs[name].append(timed(partial(bench.encode(name), output), output))
-        walls = "   ".join(f"{name} {runs[name][-1].wall:6.2f} s" for name in ENCODES)
+        walls = "   ".join(f"{name} {found[-1].wall:6.2f} s" for name, found in runs.items())
         print(f"  round {n}: {walls}", flush=True)
-    return {
+    results = {
         name: Result(
             runs[name],
             footage_quality(bench.output(name), bumper_seconds(name), bench.source, bench.info),
         )
         for name in ENCODES
     }
+    return results, runs[FLOOR]
 
 
 def videos_per_minute(bench: Bench, concurrency: int, renders: int) -> float:
@@ -213,7 +232,7 @@ COMPARISON = Table(
 )
 
 
-def print_comparison(bench: Bench, results: dict[str, Result]) -> None:
+def print_comparison(bench: Bench, results: dict[str, Result], floor: list[Run]) -> None:
     size = bench.source.stat().st_size / MB
     print(f"\n{bench.clip.name}: {bench.clip.about} ({bench.source.name}, {size:.1f} MB)")
     print(COMPARISON.header())
@@ -233,6 +252,17 @@ def print_comparison(bench: Bench, results: dict[str, Result]) -> None:
             f"{ours.quality.ssim - production.quality.ssim:+.4f}",
         )
     )
+    floor_wall = statistics.median(run.wall for run in floor)
+    floor_cpu = statistics.median(run.cpu for run in floor)
+    print(COMPARISON.row(FLOOR, floor_wall, floor_cpu, "-", "-", "-"))
+    print(
+        COMPARISON.row(
+            "floor/prod",
+            f"{ratio(floor_wall, production.wall):.3f}",
+            f"{ratio(floor_cpu, production.cpu):.3f}",
+            "-", "-", "-",
+        )
+    )  # fmt: skip
     paired = [
         ratio(mine.wall, theirs.wall)
         for mine, theirs in zip(ours.runs, production.runs, strict=True)
@@ -296,8 +326,8 @@ def run(clips: list[content.Clip], rounds: int, renders: int, work: Path) -> int
     benches, results = [], {}
     for clip in clips:
         benches.append(load_bench(clip, intro, work))
-        results[clip.name] = compare(benches[-1], rounds)
-        print_comparison(benches[-1], results[clip.name])
+        results[clip.name], floor = compare(benches[-1], rounds)
+        print_comparison(benches[-1], results[clip.name], floor)
     if renders:
         print(f"\nthroughput, our pipeline, {renders} renders of {benches[0].source.name}:")
         for concurrency in (1, 2):
