@@ -27,7 +27,7 @@ from sqlalchemy import CursorResult, DateTime, Delete, Engine, Update, create_en
 from sqlalchemy.engine import Connection, Dialect, ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
@@ -223,7 +223,9 @@ def unit_of_work() -> Iterator[Session]:
     """One request's database work, or one step of a job: committed when the block ends
     normally, rolled back when it raises; then its `after_commit` or `on_rollback` actions
     run, once the connection is back in the pool."""
-    session = sessionmaker(get_engine(), class_=UnitSession, expire_on_commit=False)()
+    # Not through a `sessionmaker`: each one makes a subclass of the session class, whose
+    # event dispatch SQLAlchemy then sets up, ~7 % of an API process's CPU under load.
+    session = UnitSession(get_engine(), expire_on_commit=False)
     try:
         yield session
         Session.commit(session)
