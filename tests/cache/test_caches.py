@@ -12,6 +12,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from anb.cache.base import get_or_refresh
 from anb.cache.memory import MemoryCache
 from anb.cache.redis import RedisCache
 from anb.cache.tiered import LOCAL_TTL_SECONDS, TieredCache
@@ -93,12 +94,52 @@ def test_concurrent_misses_compute_once(cache: MemoryCache | RedisCache | Tiered
     assert len(calls) == 1
 
 
+def test_a_claim_goes_to_one_caller_until_it_lapses(
+    cache: MemoryCache | RedisCache | TieredCache,
+) -> None:
+    key = f"k-{uuid.uuid4()}"
+    assert cache.claim(key, seconds=0.3) is True
+    assert cache.claim(key, seconds=0.3) is False
+    time.sleep(0.4)
+    assert cache.claim(key, seconds=0.3) is True
+
+
+def test_a_stale_value_is_refreshed_by_one_caller_while_the_others_answer_it(
+    cache: MemoryCache | RedisCache | TieredCache,
+) -> None:
+    key, calls = f"k-{uuid.uuid4()}", []
+
+    def compute() -> str:
+        calls.append(1)
+        time.sleep(0.3)
+        return f"v{len(calls)}"
+
+    def read() -> tuple[str, float]:
+        started = time.monotonic()
+        value = get_or_refresh(cache, key, compute, fresh_seconds=0.5, ttl_seconds=60)
+        return value, time.monotonic() - started
+
+    assert read()[0] == "v1" and read()[0] == "v1" and len(calls) == 1  # fresh: kept
+    time.sleep(0.6 + (LOCAL_TTL_SECONDS if isinstance(cache, TieredCache) else 0))
+    results: list[tuple[str, float]] = []
+    threads = [threading.Thread(target=lambda: results.append(read())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 2  # stale: refreshed once
+    assert sorted(value for value, _ in results) == ["v1"] * 7 + ["v2"]
+    assert all(took < 0.2 for value, took in results if value == "v1")  # nobody waited
+    assert read()[0] == "v2"
+
+
 def test_an_unreachable_redis_degrades_to_computing(caplog: pytest.LogCaptureFixture) -> None:
     cache = RedisCache.from_url("redis://127.0.0.1:1/0")
     with caplog.at_level(logging.WARNING):
         assert cache.get("k") is None
         cache.set("k", "v", ttl_seconds=10)
         assert cache.get_or_compute("k", lambda: "fresh", ttl_seconds=10) == "fresh"
+        assert cache.claim("k", seconds=1) and cache.claim("k", seconds=1)  # each does it
     assert "Redis unavailable" in caplog.text
     with pytest.raises(redis.RedisError):
         cache.check()  # readiness still says it is down

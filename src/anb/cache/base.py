@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +32,11 @@ class Cache(Protocol):
     def leaderboard(self) -> RedisLeaderboard | None:
         """The leaderboards kept beside this cache (Redis), or None (in-process cache)."""
 
+    def claim(self, key: str, *, seconds: float) -> bool:
+        """True for the first caller to claim `key` in `seconds` (across processes with
+        Redis), False for the others meanwhile; True when the cache cannot be reached (each
+        caller then does the claimed work itself)."""
+
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Count one more event in the current window of `key`: (events so far in the
         window, seconds until the window ends)."""
@@ -41,3 +47,37 @@ class Cache(Protocol):
 
     def check(self) -> None:
         """Raise if the cache cannot be reached (readiness)."""
+
+
+def get_or_refresh(
+    cache: Cache, key: str, compute: Callable[[], str], *, fresh_seconds: float, ttl_seconds: int
+) -> str:
+    """`compute()`'s value, kept `ttl_seconds` and computed again once it is `fresh_seconds`
+    old, by the one caller that claims the refresh, while the others answer the value they
+    found (nobody waits for a refresh; only a missing value is waited for, as in
+    `get_or_compute`). For values that may lag a little but are read far more often than
+    they change: what a reader sees is at most about `fresh_seconds` old, plus the time an
+    API process keeps what it read at hand."""
+    entry = cache.get(key)
+    if entry is not None:
+        value = fresh_value(entry, fresh_seconds=fresh_seconds)
+        if value is not None:
+            return value
+        if not cache.claim(f"{key}:refresh", seconds=fresh_seconds):
+            return entry.partition(" ")[2]
+        value = compute()
+        cache.set(key, _stamped(value), ttl_seconds=ttl_seconds)
+        return value
+    stamped = cache.get_or_compute(key, lambda: _stamped(compute()), ttl_seconds=ttl_seconds)
+    return stamped.partition(" ")[2]
+
+
+def fresh_value(entry: str, *, fresh_seconds: float) -> str | None:
+    """The value of an entry of `get_or_refresh` (read by `peek`, say) if it is still
+    fresh, else None."""
+    computed_at, _, value = entry.partition(" ")
+    return value if time.time() - float(computed_at) < fresh_seconds else None
+
+
+def _stamped(value: str) -> str:
+    return f"{time.time():.3f} {value}"

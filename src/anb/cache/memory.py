@@ -36,10 +36,7 @@ class MemoryCache:
 
     def set(self, key: str, value: str, *, ttl_seconds: float) -> None:
         with self._lock:
-            self._entries[key] = (time.monotonic() + ttl_seconds, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+            self._store(key, value, ttl_seconds)
 
     def incr(self, key: str) -> int:
         with self._lock:
@@ -57,6 +54,21 @@ class MemoryCache:
 
     def leaderboard(self) -> None:
         return None
+
+    def claim(self, key: str, *, seconds: float) -> bool:
+        with self._lock:
+            expires_at, _ = self._entries.get(key, (0.0, ""))
+            if expires_at > time.monotonic():
+                return False
+            self._store(key, "", seconds)
+            return True
+
+    def _store(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Keep `value` (the lock held), evicting the least recently used beyond the bound."""
+        self._entries[key] = (time.monotonic() + ttl_seconds, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
 
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         now = time.monotonic()

@@ -75,6 +75,10 @@ class RedisCache:
             self._leaderboard = RedisLeaderboard(self.client)
         return self._leaderboard
 
+    def claim(self, key: str, *, seconds: float) -> bool:
+        milliseconds = max(1, round(seconds * 1000))
+        return self._safely(lambda: bool(self.client.set(key, "1", nx=True, px=milliseconds)), True)
+
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Atomic in Redis, so every API process counts against one limit. Without Redis
         nothing is counted (limits are a protection, not a dependency)."""

@@ -52,6 +52,9 @@ class TieredCache:
         self._keep_counted(keys, counts)
         return counts
 
+    def claim(self, key: str, *, seconds: float) -> bool:
+        return self.shared.claim(key, seconds=seconds)
+
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         return self.shared.hit(key, window_seconds=window_seconds)
 

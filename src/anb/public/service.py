@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anb.cache import Cache
+from anb.cache.base import fresh_value, get_or_refresh
 from anb.core.db import UTCDateTime, after_commit, utcnow
 from anb.core.errors import InvalidInput, NotFound
 from anb.public import ranking
@@ -40,13 +41,14 @@ from anb.videos.models import Video, VideoStatus
 
 CACHE_TTL_SECONDS = 300
 COUNT_TTL_SECONDS = 300  # a count changed outside the API (a row deleted by hand) shows by then
-LIST_PAGE_TTL_SECONDS = 1
-"""How long a page of the public list is kept. Its videos change only with a publication
-(the page is keyed by the membership) but its vote counts change with every vote, which no
-longer bumps it, so that votes every few milliseconds do not have every read of the first
-page read it again: an anonymous reader sees a count at most about 2 s late (this, then the
-second an API process keeps what it read at hand); a signed-in reader's counts are read
-with their `voted` marks, so a voter sees their own vote at once."""
+LIST_PAGE_FRESH_SECONDS = 1.0
+"""How long a page of the public list is taken as fresh. Its videos change only with a
+publication (the page is keyed by the membership) but its vote counts change with every
+vote, which does not bump it, so that votes every few milliseconds do not have every read of
+the first page query the database: one reader refreshes it each second while the others
+answer what they have (`get_or_refresh`). An anonymous reader sees a count at most about
+2 s late (this, then the second an API process keeps what it read at hand); a signed-in
+reader's counts are read with their `voted` marks, so a voter sees their own vote at once."""
 ANCHOR_STRIDE = 1000
 """A deep offset page starts from the anchor at or before it (the position of every
 ANCHOR_STRIDE-th video of the scope, cached per membership) and skips fewer than this many
@@ -112,9 +114,10 @@ def public_videos_page(
     `cursor` (not both: `InvalidCursor`), with the scope's total and the next page's cursor.
 
     The total is cached per scope and membership: votes leave it alone. An offset page is
-    cached per scope and membership for LIST_PAGE_TTL_SECONDS with its signed URLs (per
-    `base_url`, the host local file URLs point to). A cursor page is read each time: each
-    cursor is read by one client, and its read costs the same at any depth."""
+    cached per scope and membership, refreshed each LIST_PAGE_FRESH_SECONDS for its counts,
+    with its signed URLs (per `base_url`, the host local file URLs point to), so the entry
+    lives at most half as long as they do. A cursor page is read each time: each cursor is
+    read by one client, and its read costs the same at any depth."""
     after = _start_after(cursor, scope=scope, offset=offset)
     total = _public_count(session, cache, scope)
     if after is not None:
@@ -127,21 +130,28 @@ def public_videos_page(
         items, last = _query_public_videos(session, scope, limit, skip, start, url_for)
         return f"{_cursor(last, scope) or ''}:{_PUBLIC_PAGE.dump_json(items).decode()}"
 
-    ttl = min(LIST_PAGE_TTL_SECONDS, url_ttl_seconds // 2)
-    return _page_of(cache.get_or_compute(key, compute, ttl_seconds=ttl), total)
+    ttl = min(CACHE_TTL_SECONDS, url_ttl_seconds // 2)
+    cached = get_or_refresh(
+        cache, key, compute, fresh_seconds=LIST_PAGE_FRESH_SECONDS, ttl_seconds=ttl
+    )
+    return _page_of(cached, total)
 
 
 def peek_public_videos_page(
     cache: Cache, *, scope: Scope, limit: int, offset: int, base_url: str
 ) -> VideosPage | None:
-    """`public_videos_page` at `offset` if this process has it at hand (no I/O), else None."""
+    """`public_videos_page` at `offset` if this process has it at hand (no I/O) and fresh,
+    else None (a stale page is refreshed by the API's path)."""
     scope_key = scope.peeked_members_cache_key("videos", cache)
     count_key = scope.peeked_members_cache_key("count", cache)
     if scope_key is None or count_key is None:
         return None
-    cached = cache.peek(_videos_page_key(scope_key, limit, offset, base_url))
+    entry = cache.peek(_videos_page_key(scope_key, limit, offset, base_url))
     total = cache.peek(count_key)
-    return None if cached is None or total is None else _page_of(cached, int(total))
+    if entry is None or total is None:
+        return None
+    cached = fresh_value(entry, fresh_seconds=LIST_PAGE_FRESH_SECONDS)
+    return None if cached is None else _page_of(cached, int(total))
 
 
 def _start_after(cursor: str | None, *, scope: Scope, offset: int) -> Position | None:
