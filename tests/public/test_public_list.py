@@ -200,12 +200,12 @@ def test_the_total_changes_with_publications_not_votes(
 
     assert totals() == ("9", "5", "4")
     cache, everyone = get_cache(), Scope()
-    counted = everyone.members_cache_key("count", cache)
+    counted = everyone.membership(cache)
     vote(add_user("Fan", "Cero", "Quito", "Ecuador"), league["videos"][0])
-    assert everyone.members_cache_key("count", cache) == counted  # a vote leaves every count cached
+    assert everyone.membership(cache) == counted  # a vote leaves every count cached
     assert totals() == ("9", "5", "4")
     add_public_video(league["lima"])
-    assert everyone.members_cache_key("count", cache) != counted
+    assert everyone.membership(cache) != counted
     assert totals() == ("10", "5", "5")
     published = upload_public(client, player, clips.landscape)  # the player is in Bogotá
     assert totals() == ("11", "6", "5")

@@ -39,28 +39,28 @@ class Scope:
     @property
     def members_key(self) -> str:
         """The counter of the scope's membership: bumped only when a video enters or leaves
-        its public list (publication), never by a vote. It keys the list's total count."""
+        its public list (publication), never by a vote. It keys the list's count, pages and
+        anchors."""
         return f"anb:members:{self.digest}"
 
     def cache_key(self, kind: str, cache: Cache) -> str:
         """The key of this scope's `kind` entry at the scope's current generation: for what a
         vote changes (a ranking page)."""
-        return self._key(kind, self._current(self.generation_key, cache))
+        return self.entry_key(kind, self._current(self.generation_key, cache))
 
-    def members_cache_key(self, kind: str, cache: Cache) -> str:
-        """The key of this scope's `kind` entry at the scope's current membership: for what
-        only a publication changes (the list's count, its pages, their anchors)."""
-        return self._key(kind, self._current(self.members_key, cache))
+    def membership(self, cache: Cache) -> str:
+        """The scope's current membership, which keys what only a publication changes (the
+        list's count, its pages, their anchors): read once per request, for all of them."""
+        return self._current(self.members_key, cache)
 
     def peeked_cache_key(self, kind: str, cache: Cache) -> str | None:
         """`cache_key` if this process has the scope's generation at hand, else None."""
         generation = cache.peek(self.generation_key)
-        return None if generation is None else self._key(kind, generation)
+        return None if generation is None else self.entry_key(kind, generation)
 
-    def peeked_members_cache_key(self, kind: str, cache: Cache) -> str | None:
-        """`members_cache_key` if this process has the scope's membership at hand, else None."""
-        members = cache.peek(self.members_key)
-        return None if members is None else self._key(kind, members)
+    def peeked_membership(self, cache: Cache) -> str | None:
+        """`membership` if this process has it at hand, else None."""
+        return cache.peek(self.members_key)
 
     @staticmethod
     def _current(counter: str, cache: Cache) -> str:
@@ -69,7 +69,8 @@ class Scope:
             generation = str(cache.incr(counter))
         return generation
 
-    def _key(self, kind: str, generation: str) -> str:
+    def entry_key(self, kind: str, generation: str) -> str:
+        """The key of this scope's `kind` entry at `generation` (of either counter)."""
         return f"anb:{kind}:{self.digest}:{generation}"
 
     @classmethod

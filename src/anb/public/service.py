@@ -119,14 +119,15 @@ def public_videos_page(
     lives at most half as long as they do. A cursor page is read each time: each cursor is
     read by one client, and its read costs the same at any depth."""
     after = _start_after(cursor, scope=scope, offset=offset)
-    total = _public_count(session, cache, scope)
+    members = scope.membership(cache)
+    total = _public_count(session, cache, scope, members)
     if after is not None:
         items, last = _query_public_videos(session, scope, limit, 0, after, url_for)
         return VideosPage(_PUBLIC_PAGE.dump_json(items).decode(), total, _cursor(last, scope))
-    key = _videos_page_key(scope.members_cache_key("videos", cache), limit, offset, base_url)
+    key = _videos_page_key(scope.entry_key("videos", members), limit, offset, base_url)
 
     def compute() -> str:
-        start, skip = _anchored(session, cache, scope, offset)
+        start, skip = _anchored(session, cache, scope, members, offset)
         items, last = _query_public_videos(session, scope, limit, skip, start, url_for)
         return f"{_cursor(last, scope) or ''}:{_PUBLIC_PAGE.dump_json(items).decode()}"
 
@@ -142,12 +143,13 @@ def peek_public_videos_page(
 ) -> VideosPage | None:
     """`public_videos_page` at `offset` if this process has it at hand (no I/O) and fresh,
     else None (a stale page is refreshed by the API's path)."""
-    scope_key = scope.peeked_members_cache_key("videos", cache)
-    count_key = scope.peeked_members_cache_key("count", cache)
-    if scope_key is None or count_key is None:
+    members = scope.peeked_membership(cache)
+    if members is None:
         return None
-    entry = cache.peek(_videos_page_key(scope_key, limit, offset, base_url))
-    total = cache.peek(count_key)
+    entry = cache.peek(
+        _videos_page_key(scope.entry_key("videos", members), limit, offset, base_url)
+    )
+    total = cache.peek(scope.entry_key("count", members))
     if entry is None or total is None:
         return None
     cached = fresh_value(entry, fresh_seconds=LIST_PAGE_FRESH_SECONDS)
@@ -177,8 +179,8 @@ def _page_of(cached: str, total: int) -> VideosPage:
     return VideosPage(body, total, next_cursor or None)
 
 
-def _public_count(session: Session, cache: Cache, scope: Scope) -> int:
-    """The scope's public videos, counted once per membership generation: an index-only
+def _public_count(session: Session, cache: Cache, scope: Scope, members: str) -> int:
+    """The scope's public videos, counted once per membership (`members`): an index-only
     range of the scope's index (the global count reads all 200 000 entries: ~40 ms)."""
 
     def count() -> str:
@@ -187,28 +189,28 @@ def _public_count(session: Session, cache: Cache, scope: Scope) -> int:
         )
         return str(session.scalar(scope.where(public, keys=Video)) or 0)
 
-    key = scope.members_cache_key("count", cache)
+    key = scope.entry_key("count", members)
     return int(cache.get_or_compute(key, count, ttl_seconds=COUNT_TTL_SECONDS))
 
 
 def _anchored(
-    session: Session, cache: Cache, scope: Scope, offset: int
+    session: Session, cache: Cache, scope: Scope, members: str, offset: int
 ) -> tuple[Position | None, int]:
     """Where the page at `offset` starts: after the last anchor at or before it (None: from
     the top), and how many videos after that are skipped."""
     passed = offset // ANCHOR_STRIDE
     if not passed:
         return None, offset
-    anchors = _anchors(session, cache, scope)
+    anchors = _anchors(session, cache, scope, members)
     passed = min(passed, len(anchors))
     if not passed:  # the list is shorter than its first anchor: an empty page
         return None, offset
     return Position.parse(anchors[passed - 1]), offset - passed * ANCHOR_STRIDE
 
 
-def _anchors(session: Session, cache: Cache, scope: Scope) -> list[str]:
+def _anchors(session: Session, cache: Cache, scope: Scope, members: str) -> list[str]:
     """The positions (`Position.text`) of every ANCHOR_STRIDE-th video of the scope in the
-    list's order, read once per membership: one pass over the scope's index."""
+    list's order, read once per membership (`members`): one pass over the scope's index."""
 
     def compute() -> str:
         number = func.row_number().over(order_by=_LIST_ORDER).label("number")
@@ -222,7 +224,7 @@ def _anchors(session: Session, cache: Cache, scope: Scope) -> list[str]:
         rows = session.execute(every.order_by(listed.c.number))
         return " ".join(Position(at, video_id).text for at, video_id in rows)
 
-    key = scope.members_cache_key("anchors", cache)
+    key = scope.entry_key("anchors", members)
     return cache.get_or_compute(key, compute, ttl_seconds=COUNT_TTL_SECONDS).split()
 
 
@@ -300,12 +302,12 @@ def seen_by(
     """Each video's (votes, whether the voter voted for it), read with the account in one
     query: `AccountGone` (401) if the account no longer exists."""
     on_page = Video.id.in_(video_ids)
-    voter_s = (Vote.user_id == User.id) & (Vote.video_id == Video.id)
+    voters_vote = (Vote.user_id == User.id) & (Vote.video_id == Video.id)
     query = (
         select(User.id, Video.id, Video.votes, Vote.video_id)
         .select_from(User)
         .outerjoin(Video, on_page)
-        .outerjoin(Vote, voter_s)
+        .outerjoin(Vote, voters_vote)
         .where(User.id == voter_id)
     )
     rows = session.execute(query).all()
