@@ -60,24 +60,29 @@ def get_or_refresh(
     API process keeps what it read at hand."""
     entry = cache.get(key)
     if entry is not None:
-        value = fresh_value(entry, fresh_seconds=fresh_seconds)
-        if value is not None:
+        computed_at, value = _unstamped(entry)
+        fresh = time.time() - computed_at < fresh_seconds
+        if fresh or not cache.claim(f"{key}:refresh", seconds=fresh_seconds):
             return value
-        if not cache.claim(f"{key}:refresh", seconds=fresh_seconds):
-            return entry.partition(" ")[2]
         value = compute()
         cache.set(key, _stamped(value), ttl_seconds=ttl_seconds)
         return value
     stamped = cache.get_or_compute(key, lambda: _stamped(compute()), ttl_seconds=ttl_seconds)
-    return stamped.partition(" ")[2]
+    return _unstamped(stamped)[1]
 
 
 def fresh_value(entry: str, *, fresh_seconds: float) -> str | None:
     """The value of an entry of `get_or_refresh` (read by `peek`, say) if it is still
     fresh, else None."""
-    computed_at, _, value = entry.partition(" ")
-    return value if time.time() - float(computed_at) < fresh_seconds else None
+    computed_at, value = _unstamped(entry)
+    return value if time.time() - computed_at < fresh_seconds else None
 
 
 def _stamped(value: str) -> str:
     return f"{time.time():.3f} {value}"
+
+
+def _unstamped(entry: str) -> tuple[float, str]:
+    """(when it was computed, the value) of a `_stamped` entry."""
+    computed_at, _, value = entry.partition(" ")
+    return float(computed_at), value
