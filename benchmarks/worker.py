@@ -166,12 +166,10 @@ class Bench:
     def floor(self, output: Path) -> None:
         """The decoding and scaling every encode of the clip does, and nothing encoded
         (`output` is left empty)."""
-        picture = pipeline.picture_rect(self.info)
-        fit = f"scale={picture.width}:{picture.height}:flags={pipeline.ENCODER.scaler}"
         ffmpeg(
             "-loglevel", "error", "-t", f"{pipeline.footage_seconds(self.info):.3f}",
             "-i", str(self.source), "-map", pipeline.footage_stream(self.info),
-            "-vf", f"fps={pipeline.output_fps(self.info)},{fit}", "-f", "null", "-",
+            "-vf", pipeline.fitting(self.info), "-f", "null", "-",
         )  # fmt: skip
         output.write_bytes(b"")
 

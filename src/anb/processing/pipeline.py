@@ -215,9 +215,7 @@ def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
     return ";".join(
         [
             "[1:v]split[logo_in][mark_in]",
-            # The frame rate first: frames a faster source drops are not scaled.
-            f"[{footage_stream(source)}]fps={fps},"
-            f"scale={picture.width}:{picture.height}:flags={encoder.scaler},"
+            f"[{footage_stream(source)}]{fitting(source, encoder)},"
             f"{tone_mapping(source)}setsar=1,"
             f"pad={WIDTH}:{HEIGHT}:{picture.x}:{picture.y}:color=black,format=yuv420p[footage]",
             f"[mark_in]scale={watermark_width(source)}:-1,format=rgba,"
@@ -238,6 +236,16 @@ def filter_graph(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
             "[opening][marked][last]concat=n=3:v=1:a=0,"
             "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv[out]",
         ]
+    )
+
+
+def fitting(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
+    """The filters that bring the footage to the output rate and fit its picture (the rate
+    first: frames a faster source drops are not scaled)."""
+    picture = picture_rect(source)
+    return (
+        f"fps={output_fps(source)},"  # exact: 30000/1001
+        f"scale={picture.width}:{picture.height}:flags={encoder.scaler}"
     )
 
 
