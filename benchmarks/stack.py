@@ -159,12 +159,13 @@ def gunicorn_serving(
     log_path: Path,
     ready_path: str = "/api/health/ready",
 ) -> Iterator[tuple[str, int]]:
-    """Any ASGI app (`module:factory()`) under the Gunicorn + Uvicorn settings of `gunicorn`,
-    with its own environment (e.g. a PYTHONPATH): yields (base URL, master pid) once
+    """Any ASGI app (`module:factory()`) under production's Gunicorn settings
+    (`anb.gunicorn_conf`, as found on the environment's PYTHONPATH: a revision's own) with
+    `workers` workers and its own environment: yields (base URL, master pid) once
     `ready_path` answers."""
     port = free_port()
     command = [
-        str(BIN / "gunicorn"), "-k", "uvicorn_worker.UvicornWorker", app,
+        str(BIN / "gunicorn"), "-c", "python:anb.gunicorn_conf", app,
         "-w", str(workers), "--bind", f"127.0.0.1:{port}",
         "--graceful-timeout", "10", "--timeout", "120",
     ]  # fmt: skip

@@ -124,6 +124,8 @@ def _run_server(app: Any, *, host: str, port: int, banner: str) -> None:
     already taken prints Uvicorn's error alone)."""
     import uvicorn
 
+    from anb.core.heap import freeze_startup_objects
+
     class BannerServer(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
@@ -138,6 +140,7 @@ def _run_server(app: Any, *, host: str, port: int, banner: str) -> None:
         log_level="info",  # the access log
     )
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    freeze_startup_objects()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C, re-raised once Uvicorn has stopped
         BannerServer(config).run()
 

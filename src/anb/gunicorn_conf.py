@@ -10,6 +10,9 @@ database's `max_connections` with a margin; docs/api.md ("Under load") gives the
 from __future__ import annotations
 
 import os
+from typing import Any
+
+from anb.core.heap import freeze_startup_objects
 
 worker_class = "uvicorn_worker.UvicornWorker"
 workers = int(os.environ.get("GUNICORN_WORKERS") or os.cpu_count() or 1)
@@ -18,3 +21,9 @@ timeout = 120
 forwarded_allow_ips = ""  # the server believes no proxy: the app applies ANB_TRUSTED_PROXIES
 keepalive = 125  # seconds; longer than the load balancer's idle timeout (120 s), so an idle
 # connection is always closed by the balancer first, never by Gunicorn under a new request
+
+
+def post_worker_init(worker: Any) -> None:
+    """Each worker has built the app: its start-up objects leave the collector's walks
+    (`anb.core.heap`)."""
+    freeze_startup_objects()
