@@ -33,6 +33,7 @@ from sqlalchemy.types import TypeDecorator
 
 from anb.core.concurrency import database_pool
 from anb.core.pg8000_statements import rewrite_statements_once
+from anb.core.pg8000_timestamps import read_timestamps_in_c
 from anb.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def build_engine(
         connect_args["ssl_context"] = ssl.create_default_context(cafile=str(ca_file))
     engine = create_engine(url, connect_args=connect_args, **pool)
     event.listen(engine, "handle_error", _socket_errors_are_disconnects)
+    event.listen(engine, "connect", read_timestamps_in_c)
     if pooled:
         _ping_connections_left_idle(engine)
     return engine
