@@ -15,7 +15,7 @@ from anb.core.db import dispose_engines
 from anb.core.settings import get_settings
 from anb.public import ranking
 from anb.queue import get_queue
-from anb.storage import get_storage
+from anb.storage import get_download_urls, get_storage
 
 POSTGRES_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "postgres"}
 REQUIRE_SERVICES = os.environ.get("ANB_REQUIRE_SERVICES") == "1"
@@ -40,7 +40,7 @@ def reset_process_state() -> None:
     """Forget cached settings, engines and adapters so the next use reads the environment
     (once a leaderboard rebuild started by a test has finished with them)."""
     ranking.finish_rebuilds()
-    for provider in (get_settings, get_storage, get_queue, get_cache):
+    for provider in (get_settings, get_storage, get_download_urls, get_queue, get_cache):
         provider.cache_clear()
     dispose_engines()
 

@@ -7,8 +7,9 @@ from functools import lru_cache
 from anb.core.settings import get_settings
 from anb.storage.base import Storage
 from anb.storage.local import LocalStorage
+from anb.storage.urls import ReusedUrls
 
-__all__ = ["Storage", "get_storage"]
+__all__ = ["Storage", "get_download_urls", "get_storage"]
 
 
 @lru_cache
@@ -20,3 +21,9 @@ def get_storage() -> Storage:
 
         return S3Storage.from_url(settings.storage_url, client("s3"))
     return LocalStorage(settings.media_dir)
+
+
+@lru_cache
+def get_download_urls() -> ReusedUrls:
+    """Download URLs of `get_storage()`, reused while they have time left (`anb.storage.urls`)."""
+    return ReusedUrls(get_storage())

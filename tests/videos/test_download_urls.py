@@ -1,0 +1,80 @@
+"""Download URLs are signed once per half of their lifetime and handed out again meanwhile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from anb.storage.local import LocalStorage, signed_url_is_valid
+from anb.storage.urls import ReusedUrls
+
+BASE = "http://api.example/"
+TTL = 3600
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingStorage(LocalStorage):
+    """A real local storage that counts what it signs."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.signed: list[str] = []
+
+    def url(self, key: str, *, expires_in: int, base_url: str) -> str:
+        self.signed.append(key)
+        return super().url(key, expires_in=expires_in, base_url=base_url)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> CountingStorage:
+    return CountingStorage(tmp_path)
+
+
+def test_a_url_is_handed_out_again_until_half_its_lifetime_is_gone(
+    storage: CountingStorage, configure
+) -> None:
+    clock = Clock()
+    urls = ReusedUrls(storage, clock=clock)
+    first = urls.url("videos/a/processed.mp4", expires_in=TTL, base_url=BASE)
+    clock.now += TTL / 2 - 1
+    again = urls.url("videos/a/processed.mp4", expires_in=TTL, base_url=BASE)
+    clock.now += 2
+    renewed = urls.url("videos/a/processed.mp4", expires_in=TTL, base_url=BASE)
+
+    assert again == first
+    assert storage.signed == ["videos/a/processed.mp4"] * 2
+    query = parse_qs(urlsplit(renewed).query)
+    assert signed_url_is_valid("videos/a/processed.mp4", int(query["expires"][0]),
+                               query["signature"][0])  # fmt: skip
+
+
+def test_each_file_host_and_lifetime_has_its_own_url(storage: CountingStorage, configure) -> None:
+    urls = ReusedUrls(storage, clock=Clock())
+    asked = [
+        ("videos/a/processed.mp4", BASE, TTL),
+        ("videos/b/processed.mp4", BASE, TTL),
+        ("videos/a/processed.mp4", "https://anb.example/", TTL),
+        ("videos/a/processed.mp4", BASE, 60),
+    ]
+    answers = [urls.url(key, expires_in=ttl, base_url=base) for key, base, ttl in asked]
+
+    assert len(storage.signed) == 4
+    assert answers[2].startswith("https://anb.example/api/files/videos/a/processed.mp4?")
+    assert len(set(answers)) == 4
+
+
+def test_the_oldest_urls_are_dropped_past_the_limit(storage: CountingStorage, configure) -> None:
+    urls = ReusedUrls(storage, kept=2, clock=Clock())
+    for key in ("a.mp4", "b.mp4", "c.mp4", "c.mp4", "b.mp4", "a.mp4"):
+        urls.url(key, expires_in=TTL, base_url=BASE)
+
+    assert storage.signed == ["a.mp4", "b.mp4", "c.mp4", "a.mp4"]
