@@ -796,9 +796,9 @@ def rebuild_leaderboards(impl: Implementation, env: dict[str, str]) -> dict:
 
 
 def check_source(log: Path, impl: Implementation) -> None:
-    """The server's workers imported the implementation's `anb`, not another tree's."""
-    sources = {line.split(SOURCE_LINE, 1)[1].strip() for line in log.read_text().splitlines()
-               if SOURCE_LINE in line}  # fmt: skip
+    """The server's workers imported the implementation's `anb`, not another tree's. (The
+    workers write to one log at once: a line may lose its end to another's.)"""
+    sources = set(re.findall(re.escape(SOURCE_LINE) + r"(\S+?__init__\.py)", log.read_text()))
     wanted = str(impl.src / "anb" / "__init__.py")
     if sources != {wanted}:
         raise RuntimeError(f"{impl.name}: the server imported {sources or 'nothing'}, "
