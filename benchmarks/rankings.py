@@ -39,6 +39,12 @@ cores used by the server, PostgreSQL, Redis, the clients and the whole machine; 
 targets, PASS/FAIL. The exit status follows the targets of "after" (of "before" with
 --only before): 1 when one is missed.
 
+With --rounds N each implementation is measured N times, alternately (before, after, then
+after, before, ...), on a fresh copy of the data each time: on a shared machine one run can
+come out three times slower than the next, whole. Each round's tables are printed, then the
+medians over the rounds (p95 per class, freshness p95, votes/s; errors summed, correctness
+required in every round), which the targets and the before/after comparison judge.
+
 Tokens are minted rather than obtained by logging in: a login costs an argon2 hash (~50 ms
 of CPU here) and thousands of voters would cost minutes of the cores the run measures; the
 server checks a minted token exactly as a login's (same code, same secret, same claims).
@@ -46,7 +52,7 @@ server checks a minted token exactly as a login's (same code, same secret, same 
 Usage: scripts/bench_rankings [--duration 60] [--warmup 5] [--rate-votes 100]
                               [--rate-reads 200] [--scale 1] [--reuse] [--only before|after]
                               [--before REV] [--gunicorn-workers 2] [--redis-db 14]
-                              [--out results.json]
+                              [--rounds 1] [--out results.json]
 (or `.venv/bin/python -m benchmarks.rankings` from the repository root).
 """
 
@@ -62,6 +68,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -745,6 +752,7 @@ def flushed(url: str) -> Iterator[None]:
 
 def measure(impl: Implementation, plan: Plan, args: argparse.Namespace, work: Path) -> dict:
     home = work / impl.name
+    shutil.rmtree(home, ignore_errors=True)  # the previous round's
     home.mkdir(parents=True)
     redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
     secret = "rankings-benchmark-" + uuid.uuid4().hex
@@ -1048,21 +1056,33 @@ def targets_of(result: dict, args: argparse.Namespace) -> list[targets.Target]:
     return found
 
 
-def comparison(results: dict[str, dict]) -> list[str]:
+def comparison(results: dict[str, dict], rounds: list[dict[str, dict]]) -> list[str]:
+    """After against before: p95 per class (medians over the rounds) and, with more than one
+    round, each round's after/before ratio."""
     if set(results) != set(IMPLEMENTATIONS):
         return []
-    table = Table((Column("class", 21, left=True), Column("before p95", 11, ".1f"),
-                   Column("after p95", 10, ".1f"), Column("after/before", 12, ".3f")))  # fmt: skip
-    lines = ["\np95 end to end, ms: after against before", table.header(), table.rule()]
-    before, after = results["before"]["classes"], results["after"]["classes"]
-    for kind in CLASSES:
-        if kind in before and kind in after:
-            old, new = before[kind]["p95_ms"], after[kind]["p95_ms"]
-            lines.append(table.row(kind, old, new, ratio(new, old)))
-    old_fresh, new_fresh = results["before"]["freshness"], results["after"]["freshness"]
-    lines.append(table.row("freshness", old_fresh["p95_ms"], new_fresh["p95_ms"],
-                           ratio(new_fresh["p95_ms"], old_fresh["p95_ms"])))  # fmt: skip
+    columns = [Column("class", 21, left=True), Column("before p95", 11, ".1f"),
+               Column("after p95", 10, ".1f"), Column("after/before", 12, ".3f")]  # fmt: skip
+    if len(rounds) > 1:
+        columns.append(Column("each round", 8 * len(rounds), left=True))
+    table = Table(tuple(columns))
+    medians = " (medians over the rounds)" if len(rounds) > 1 else ""
+    lines = [f"\np95 end to end, ms: after against before{medians}", table.header(), table.rule()]
+    for kind in [*CLASSES, "freshness"]:
+        if kind == "freshness" or (kind in results["before"]["classes"]
+                                   and kind in results["after"]["classes"]):  # fmt: skip
+            old, new = (_p95(results[name], kind) for name in ("before", "after"))
+            each = [ratio(_p95(r["after"], kind), _p95(r["before"], kind)) for r in rounds]
+            row = [kind, old, new, ratio(new, old)]
+            if len(rounds) > 1:
+                row.append(" ".join(f"{value:.2f}" for value in each))
+            lines.append(table.row(*row))
     return lines
+
+
+def _p95(result: dict, kind: str) -> float:
+    figures = result["freshness"] if kind == "freshness" else result["classes"][kind]
+    return float(figures["p95_ms"])
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -1080,6 +1100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true",
                         help="keep the seeded databases and run on copies of them")  # fmt: skip
     parser.add_argument("--only", choices=IMPLEMENTATIONS, help="measure only this one")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measurements of each, alternating (default 1)")  # fmt: skip
     parser.add_argument("--before", default=BEFORE_REV, metavar="REV",
                         help="the implementation before the leaderboards")  # fmt: skip
     parser.add_argument(
@@ -1128,18 +1150,47 @@ def source_revision() -> str:
     return f"{head} + changes in src" if changed else head
 
 
-def run(args: argparse.Namespace, work: Path) -> dict[str, dict]:
+def run(args: argparse.Namespace, work: Path) -> list[dict[str, dict]]:
+    """Each round's results by implementation, the implementations alternating in order."""
     plan = Plan.make(Scale(args.scale))
     scale = plan.scale
     print(f"data: {scale.players} players in {rankings_data.CITY_COUNT} cities, "
           f"{scale.videos} videos, {scale.votes} votes ({scale.viral_votes} on the viral "
           "video)", flush=True)  # fmt: skip
-    results = {}
+    rounds = []
     with contextlib.ExitStack() as stack:
-        for name, impl in implementations(args, work, stack).items():
-            print(f"{name}: {impl.commit} from {impl.src}", flush=True)
-            results[name] = measure(impl, plan, args, work)
-    return results
+        found = list(implementations(args, work, stack).items())
+        for number in range(args.rounds):
+            results = {}
+            for name, impl in found if number % 2 == 0 else found[::-1]:
+                print(f"round {number + 1} of {args.rounds}, {name}: {impl.commit} from "
+                      f"{impl.src}", flush=True)  # fmt: skip
+                results[name] = measure(impl, plan, args, work)
+            rounds.append(results)
+    return rounds
+
+
+def median_of_rounds(rounds: list[dict]) -> dict:
+    """One implementation's results over its rounds, as `targets_of` and `comparison` read
+    them: medians of the p95s, the freshness p95 and votes/s; errors summed; the correctness
+    problems of every round, and the boards agreeing only if they did in every round."""
+    if len(rounds) == 1:
+        return rounds[0]
+    classes = {
+        kind: {
+            "p95_ms": statistics.median(r["classes"][kind]["p95_ms"] for r in rounds),
+            "errors": sum(r["classes"][kind]["errors"] for r in rounds),
+        }
+        for kind in rounds[0]["classes"]
+    }
+    agrees = all(r.get("leaderboard_check", {}).get("agrees", True) for r in rounds)
+    return {
+        "classes": classes,
+        "freshness": {"p95_ms": statistics.median(r["freshness"]["p95_ms"] for r in rounds)},
+        "votes_per_s": statistics.median(r["votes_per_s"] for r in rounds),
+        "check": {"problems": [p for r in rounds for p in r["check"]["problems"]]},
+        "leaderboard_check": {"agrees": agrees},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1148,7 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = Path("/proc/loadavg").read_text().split()[:3]
     work = Path(tempfile.mkdtemp(prefix="anb-bench-rankings-"))
     try:
-        results = run(args, work)
+        rounds = run(args, work)
     except BaseException:
         for log in sorted(work.glob("*/gunicorn.log")):
             print(f"--- {log.parent.name}'s Gunicorn log, last lines:\n{log_tail(log, 25)}")
@@ -1163,14 +1214,21 @@ def main(argv: list[str] | None = None) -> int:
           "(and whatever else runs on it: see 'machine'); end-to-end times over the "
           "loopback; server time = the app's own (Server-Timing).")  # fmt: skip
     print("serving: " + ", ".join(f"{k} {v}" for k, v in serving_stack().items()))
+    for number, results in enumerate(rounds, 1):
+        for result in results.values():
+            if len(rounds) > 1:
+                print(f"\n-- round {number} of {len(rounds)} --")
+            for line in describe(result, args):
+                print(line)
+    names = list(rounds[0])
+    overall = {name: median_of_rounds([results[name] for results in rounds]) for name in names}
+    over = f" (medians of {len(rounds)} rounds)" if len(rounds) > 1 else ""
     status = 0
-    for name, result in results.items():
-        for line in describe(result, args):
-            print(line)
-        verdict = targets.report(f"targets, {name}:", targets_of(result, args), width=34)
-        if name == "after" or len(results) == 1:
+    for name, result in overall.items():
+        verdict = targets.report(f"targets, {name}{over}:", targets_of(result, args), width=34)
+        if name == "after" or len(overall) == 1:
             status = verdict
-    for line in comparison(results):
+    for line in comparison(overall, rounds):
         print(line)
     elapsed = round(time.monotonic() - started)
     print(f"\ndone in {elapsed} s (load average at start {' '.join(load_start)})")
@@ -1178,7 +1236,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps({
             "args": {k: str(v) for k, v in vars(args).items()},
             "serving": serving_stack(), "nproc": os.cpu_count(),
-            "load_average_start": load_start, "elapsed_s": elapsed, "results": results,
+            "load_average_start": load_start, "elapsed_s": elapsed,
+            "results": rounds[0] if len(rounds) == 1 else rounds,
         }, indent=1, default=str))  # fmt: skip
         print(f"figures in {args.out}")
     return status

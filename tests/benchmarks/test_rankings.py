@@ -14,7 +14,9 @@ import pytest
 from benchmarks.openloop import DROPPED, Record
 from benchmarks.rankings import (
     Truth,
+    comparison,
     errors_by_kind,
+    median_of_rounds,
     next_cursor,
     parse_mix,
     read_mix,
@@ -128,6 +130,35 @@ def test_a_missed_target_or_an_error_fails_the_run(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "vote p95 ms <= 30" in out
     assert "errors == 0" in out
+
+
+def test_rounds_are_judged_by_their_medians_with_every_error_and_wrong_rank(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rounds = [result_with(vote_ms=ms, errors=e) for ms, e in ((12.0, 1), (95.0, 2), (14.0, 1))]
+    rounds[1]["check"]["problems"] = ["player 7: votes 3, SQL 4"]
+
+    overall = median_of_rounds(rounds)
+
+    assert overall["classes"]["vote"]["p95_ms"] == 14.0
+    assert overall["check"]["problems"] == ["player 7: votes 3, SQL 4"]
+    args = type("Args", (), {"rate_votes": 100.0})()
+    assert overall["classes"]["list_first"]["errors"] == 4
+    assert report("after:", targets_of(overall, args)) == MISSED
+    assert "rankings == SQL               1 off  FAIL" in capsys.readouterr().out
+
+
+def test_the_comparison_gives_the_medians_and_each_rounds_ratio() -> None:
+    rounds = [
+        {"before": result_with(vote_ms=20.0), "after": result_with(vote_ms=10.0)},
+        {"before": result_with(vote_ms=40.0), "after": result_with(vote_ms=80.0)},
+        {"before": result_with(vote_ms=30.0), "after": result_with(vote_ms=15.0)},
+    ]
+    overall = {name: median_of_rounds([r[name] for r in rounds]) for name in ("before", "after")}
+
+    vote = next(line for line in comparison(overall, rounds) if line.lstrip().startswith("vote"))
+
+    assert vote.split()[1:] == ["30.0", "15.0", "0.500", "0.50", "2.00", "0.50"]
 
 
 def test_a_tiny_run_measures_every_class_and_agrees_with_sql(
