@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from anb.storage.local import LocalStorage, signed_url_is_valid
-from anb.storage.urls import ReusedUrls
+from anb.storage.urls import REUSE_MAX_SECONDS, ReusedUrls
 
 BASE = "http://api.example/"
 TTL = 3600
@@ -55,6 +55,21 @@ def test_a_url_is_handed_out_again_until_half_its_lifetime_is_gone(
     query = parse_qs(urlsplit(renewed).query)
     assert signed_url_is_valid("videos/a/processed.mp4", int(query["expires"][0]),
                                query["signature"][0])  # fmt: skip
+
+
+def test_a_long_lived_url_is_reused_for_minutes_not_for_half_its_life(
+    storage: CountingStorage, configure
+) -> None:
+    """Signed with temporary role credentials, a URL dies with them (botocore renews them
+    10 minutes before): reused for days, it could be handed out dead."""
+    clock = Clock()
+    urls = ReusedUrls(storage, clock=clock)
+    for elapsed in (0, REUSE_MAX_SECONDS - 1, REUSE_MAX_SECONDS + 1):
+        clock.now = 1000.0 + elapsed
+        urls.url("videos/a/processed.mp4", expires_in=7 * 24 * 3600, base_url=BASE)
+
+    assert REUSE_MAX_SECONDS <= 300
+    assert storage.signed == ["videos/a/processed.mp4"] * 2
 
 
 def test_each_file_host_and_lifetime_has_its_own_url(storage: CountingStorage, configure) -> None:
