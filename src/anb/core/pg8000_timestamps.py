@@ -1,8 +1,8 @@
 """pg8000 reads every `timestamptz` value with `datetime.strptime`, which interprets its
-format string in Python: the 21 timestamps of a page of the public list cost 0.45 ms of
-CPU, a sixth of the page's. PostgreSQL writes them in ISO 8601 (`2026-12-03
+format string in Python: 7.9 µs a value here, 0.17 ms for the 21 of a page of the public
+list (about 5 % of the page's CPU). PostgreSQL writes them in ISO 8601 (`2026-12-03
 10:00:00.123456+00`, with its default `DateStyle`, which pg8000's own parser also assumes),
-which `datetime.fromisoformat`, in C, reads for a fraction of that. What it cannot read
+which `datetime.fromisoformat`, in C, reads in 0.15 µs. What it cannot read
 (`infinity`, years past 9999, BC dates) goes to pg8000's parser as before."""
 
 from __future__ import annotations
