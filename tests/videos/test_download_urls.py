@@ -1,4 +1,4 @@
-"""Download URLs are signed once per half of their lifetime and handed out again meanwhile."""
+"""Download URLs are signed once per quarter of their lifetime and handed out again meanwhile."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from anb.public.service import page_ttl_seconds
 from anb.storage.local import LocalStorage, signed_url_is_valid
-from anb.storage.urls import REUSE_MAX_SECONDS, ReusedUrls
+from anb.storage.urls import REUSE_MAX_SECONDS, ReusedUrls, reuse_seconds
 
 BASE = "http://api.example/"
 TTL = 3600
@@ -39,16 +40,17 @@ def storage(tmp_path: Path) -> CountingStorage:
     return CountingStorage(tmp_path)
 
 
-def test_a_url_is_handed_out_again_until_half_its_lifetime_is_gone(
+def test_a_url_is_handed_out_again_until_a_quarter_of_its_lifetime_is_gone(
     storage: CountingStorage, configure
 ) -> None:
+    short = 400  # a quarter of it is under REUSE_MAX_SECONDS
     clock = Clock()
     urls = ReusedUrls(storage, clock=clock)
-    first = urls.url("videos/a/processed.mp4", expires_in=TTL, base_url=BASE)
-    clock.now += TTL / 2 - 1
-    again = urls.url("videos/a/processed.mp4", expires_in=TTL, base_url=BASE)
+    first = urls.url("videos/a/processed.mp4", expires_in=short, base_url=BASE)
+    clock.now += short / 4 - 1
+    again = urls.url("videos/a/processed.mp4", expires_in=short, base_url=BASE)
     clock.now += 2
-    renewed = urls.url("videos/a/processed.mp4", expires_in=TTL, base_url=BASE)
+    renewed = urls.url("videos/a/processed.mp4", expires_in=short, base_url=BASE)
 
     assert again == first
     assert storage.signed == ["videos/a/processed.mp4"] * 2
@@ -68,8 +70,22 @@ def test_a_long_lived_url_is_reused_for_minutes_not_for_half_its_life(
         clock.now = 1000.0 + elapsed
         urls.url("videos/a/processed.mp4", expires_in=7 * 24 * 3600, base_url=BASE)
 
-    assert REUSE_MAX_SECONDS <= 300
     assert storage.signed == ["videos/a/processed.mp4"] * 2
+
+
+@pytest.mark.parametrize("lifetime", [60, 61, 400, 600, 3600, 7 * 24 * 3600])
+def test_a_cached_list_page_hands_out_urls_with_half_their_life_and_5_minutes_left(
+    lifetime: int,
+) -> None:
+    """Reused, then kept in a cached page of the public list: together at most half the
+    URL's lifetime, and at most 5 minutes (what is left of role credentials, renewed 10
+    minutes before they expire, at the most)."""
+    held = reuse_seconds(lifetime) + page_ttl_seconds(lifetime)
+
+    assert page_ttl_seconds(lifetime) >= 1
+    assert held <= lifetime / 2
+    assert held <= 300
+    assert REUSE_MAX_SECONDS <= 300
 
 
 def test_each_file_host_and_lifetime_has_its_own_url(storage: CountingStorage, configure) -> None:

@@ -35,6 +35,7 @@ from anb.public.cursors import InvalidCursor, Position
 from anb.public.models import Vote
 from anb.public.schemas import PublicVideo, RankingEntry
 from anb.public.scopes import Scope
+from anb.storage.urls import reuse_seconds
 from anb.users.models import User, display_name
 from anb.users.service import AccountGone
 from anb.videos.models import Video, VideoStatus
@@ -115,8 +116,8 @@ def public_videos_page(
 
     The total is cached per scope and membership: votes leave it alone. An offset page is
     cached per scope and membership, refreshed each LIST_PAGE_FRESH_SECONDS for its counts,
-    with its signed URLs (per `base_url`, the host local file URLs point to), so the entry
-    lives at most half as long as they do. A cursor page is read each time: each cursor is
+    with its signed URLs (per `base_url`, the host local file URLs point to) for at most
+    `page_ttl_seconds`. A cursor page is read each time: each cursor is
     read by one client, and its read costs the same at any depth."""
     after = _start_after(cursor, scope=scope, offset=offset)
     members = scope.membership(cache)
@@ -131,11 +132,20 @@ def public_videos_page(
         items, last = _query_public_videos(session, scope, limit, skip, start, url_for)
         return f"{_cursor(last, scope) or ''}:{_PUBLIC_PAGE.dump_json(items).decode()}"
 
-    ttl = min(CACHE_TTL_SECONDS, url_ttl_seconds // 2)
     cached = get_or_refresh(
-        cache, key, compute, fresh_seconds=LIST_PAGE_FRESH_SECONDS, ttl_seconds=ttl
+        cache,
+        key,
+        compute,
+        fresh_seconds=LIST_PAGE_FRESH_SECONDS,
+        ttl_seconds=page_ttl_seconds(url_ttl_seconds),
     )
     return _page_of(cached, total)
+
+
+def page_ttl_seconds(url_ttl_seconds: int) -> int:
+    """How long a page of the public list keeps its URLs: with the time they may have been
+    reused before (`anb.storage.urls`), at most half their lifetime and CACHE_TTL_SECONDS."""
+    return int(min(CACHE_TTL_SECONDS, url_ttl_seconds // 2) - reuse_seconds(url_ttl_seconds))
 
 
 def peek_public_videos_page(
