@@ -1,15 +1,18 @@
 """Connections to PostgreSQL: named after their role, TLS verified when a CA is configured,
-statements and timestamps read as pg8000 reads them, for less CPU."""
+statements and timestamps read as pg8000 reads them, for less CPU, and each statement sent in
+one exchange with the server."""
 
 from __future__ import annotations
 
+import io
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
 from anb.core import db, pg8000_statements, pg8000_timestamps
 
@@ -118,6 +121,89 @@ def test_an_offset_with_seconds_is_read_where_pg8000_gives_up(postgres_database:
     engine.dispose()
     assert read == datetime(1850, 1, 1, tzinfo=UTC)
     assert read.utcoffset() == timedelta(minutes=19, seconds=32)
+
+
+class _CountedFlushes:
+    """A connection's socket file that counts the times pg8000 sends what it wrote."""
+
+    def __init__(self, file: object) -> None:
+        self.file = file
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.file.flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.file, name)
+
+
+def test_a_statement_and_the_commit_each_take_one_exchange(postgres_database: str) -> None:
+    """begin, a statement with parameters, commit: three exchanges (pg8000's own took 1 + 3
+    + 3), with the statement's rows."""
+    engine = db.build_engine(postgres_database)
+    with engine.connect() as connection:
+        dbapi_connection = connection.connection.dbapi_connection
+        counted = _CountedFlushes(dbapi_connection._sock)
+        dbapi_connection._sock = counted
+        rows = connection.execute(
+            text("SELECT n, :label || n FROM generate_series(1, :count) AS n"),
+            {"label": "row ", "count": 50_000},
+        ).all()
+        connection.commit()
+        dbapi_connection._sock = counted.file
+    engine.dispose()
+    assert counted.flushes == 3
+    assert len(rows) == 50_000 and rows[-1] == (50_000, "row 50000")
+
+
+@pytest.fixture
+def scratch_table(postgres_database: str) -> Iterator[tuple[Engine, str]]:
+    engine = db.build_engine(postgres_database)
+    table = f"scratch_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE TABLE {table} (k int PRIMARY KEY)"))
+        connection.execute(text(f"INSERT INTO {table} VALUES (:k)"), {"k": 1})
+    yield engine, table
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP TABLE {table}"))
+    engine.dispose()
+
+
+def _keys(connection: Connection, table: str) -> list[int]:
+    return list(connection.execute(text(f"SELECT k FROM {table} ORDER BY k")).scalars())
+
+
+def test_failing_statements_fail_as_before_and_the_connection_stays_in_step(
+    scratch_table: tuple[Engine, str],
+) -> None:
+    """A refused row, a syntax error and a value pg8000 cannot encode (a lone surrogate,
+    which a JSON body can carry) each raise; the same connection then answers the next
+    statement with its own rows, and nothing of the failed transaction is stored."""
+    engine, table = scratch_table
+    failures = [
+        (IntegrityError, f"INSERT INTO {table} VALUES (:k)", {"k": 1}),
+        (ProgrammingError, f"INSERT INTO {table} VALUES (:k", {"k": 2}),
+        (UnicodeEncodeError, "SELECT :v", {"v": "\ud800"}),
+    ]
+    with engine.connect() as connection:
+        for error, statement, parameters in failures:
+            connection.execute(text(f"INSERT INTO {table} VALUES (:k)"), {"k": 3})
+            with pytest.raises(error):
+                connection.execute(text(statement), parameters)
+            connection.rollback()
+            assert connection.execute(text("SELECT :v"), {"v": "next"}).scalar() == "next"
+            assert _keys(connection, table) == [1]
+            connection.rollback()
+
+
+def test_copy_still_streams_its_rows(scratch_table: tuple[Engine, str]) -> None:
+    engine, table = scratch_table
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        cursor.execute(f"COPY {table} FROM STDIN", stream=io.BytesIO(b"5\n6\n"))
+        connection.commit()
+        assert _keys(connection, table) == [1, 5, 6]
 
 
 def _backend_pid(engine) -> int:

@@ -32,6 +32,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from anb.core.concurrency import database_pool
+from anb.core.pg8000_exchanges import connect_in_one_exchange
 from anb.core.pg8000_statements import rewrite_statements_once
 from anb.core.pg8000_timestamps import read_timestamps_in_c
 from anb.core.settings import get_settings
@@ -104,6 +105,7 @@ def build_engine(
     if ca_file is not None:
         connect_args["ssl_context"] = ssl.create_default_context(cafile=str(ca_file))
     engine = create_engine(url, connect_args=connect_args, **pool)
+    event.listen(engine, "do_connect", connect_in_one_exchange)
     event.listen(engine, "handle_error", _socket_errors_are_disconnects)
     event.listen(engine, "connect", read_timestamps_in_c)
     if pooled:
