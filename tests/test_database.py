@@ -138,9 +138,9 @@ class _CountedFlushes:
         return getattr(self.file, name)
 
 
-def test_a_statement_and_the_commit_each_take_one_exchange(postgres_database: str) -> None:
-    """begin, a statement with parameters, commit: three exchanges (pg8000's own took 1 + 3
-    + 3), with the statement's rows."""
+def test_a_transaction_of_one_statement_takes_two_exchanges(postgres_database: str) -> None:
+    """begin with a statement with parameters, then commit: two exchanges (pg8000's own took
+    1 + 3 + 3), with the statement's rows."""
     engine = db.build_engine(postgres_database)
     with engine.connect() as connection:
         dbapi_connection = connection.connection.dbapi_connection
@@ -153,7 +153,7 @@ def test_a_statement_and_the_commit_each_take_one_exchange(postgres_database: st
         connection.commit()
         dbapi_connection._sock = counted.file
     engine.dispose()
-    assert counted.flushes == 3
+    assert counted.flushes == 2
     assert len(rows) == 50_000 and rows[-1] == (50_000, "row 50000")
 
 
@@ -197,12 +197,16 @@ def test_failing_statements_fail_as_before_and_the_connection_stays_in_step(
             connection.rollback()
 
 
-def test_copy_still_streams_its_rows(scratch_table: tuple[Engine, str]) -> None:
+def test_copy_still_streams_its_rows_in_a_transaction(scratch_table: tuple[Engine, str]) -> None:
     engine, table = scratch_table
     with engine.connect() as connection:
-        cursor = connection.connection.dbapi_connection.cursor()
+        dbapi_connection = connection.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"COPY {table} FROM STDIN", stream=io.BytesIO(b"7\n"))
+        dbapi_connection.rollback()
         cursor.execute(f"COPY {table} FROM STDIN", stream=io.BytesIO(b"5\n6\n"))
-        connection.commit()
+        dbapi_connection.commit()
+    with engine.connect() as connection:
         assert _keys(connection, table) == [1, 5, 6]
 
 
