@@ -94,6 +94,49 @@ def test_concurrent_misses_compute_once(cache: MemoryCache | RedisCache | Tiered
     assert len(calls) == 1
 
 
+def test_a_failed_computation_leaves_the_key_to_the_next_caller(
+    cache: MemoryCache | RedisCache | TieredCache,
+) -> None:
+    key = f"k-{uuid.uuid4()}"
+
+    def fail() -> str:
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_compute(key, fail, ttl_seconds=60)
+    started = time.monotonic()
+    assert cache.get_or_compute(key, lambda: "ranking", ttl_seconds=60) == "ranking"
+    assert time.monotonic() - started < 0.5  # not waiting for a lock left behind
+
+
+def test_a_lock_its_computation_outlived_is_not_released_by_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A computes for longer than the lock lasts; B takes the lock meanwhile. A stores its
+    value but leaves B's lock alone."""
+    monkeypatch.setattr("anb.cache.redis.LOCK_SECONDS", 1)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    cache, key = RedisCache.from_url(redis_url), f"k-{uuid.uuid4()}"
+
+    def computing(seconds: float, value: str) -> threading.Thread:
+        def compute() -> str:
+            time.sleep(seconds)
+            return value
+
+        thread = threading.Thread(target=lambda: cache.get_or_compute(key, compute, ttl_seconds=60))
+        thread.start()
+        return thread
+
+    first = computing(1.5, "a")
+    time.sleep(1.2)
+    second = computing(1.0, "b")
+    first.join()
+    assert client.get(key) == b"a" and client.exists(f"{key}:lock")
+    second.join()
+    assert not client.exists(f"{key}:lock")
+
+
 def test_a_claim_goes_to_one_caller_until_it_lapses(
     cache: MemoryCache | RedisCache | TieredCache,
 ) -> None:
