@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from anb.processing import pipeline
 from anb.processing.ffmpeg import ffmpeg_exe
+from anb.processing.probe import read_boxes
 
 THUMB_W, THUMB_H = 128, 72  # frames are sampled at a tenth of 1280x720
 
@@ -24,6 +27,19 @@ class Streams:
     @property
     def video_line(self) -> str:
         return next(line for line in self.header.splitlines() if "Video:" in line)
+
+
+def render_each(
+    directory: Path, names: Iterable[str], encode: Callable[[Path, str], Path]
+) -> dict[str, tuple[Path, Path]]:
+    """For each name, the source `encode(path, name)` made and what the pipeline made of it."""
+    made = {}
+    for name in names:
+        source = encode(directory / f"{name}.mp4", name)
+        output = directory / f"out-{name}.mp4"
+        pipeline.render(source, output, read_boxes(source))
+        made[name] = (source, output)
+    return made
 
 
 def streams(path: Path) -> Streams:

@@ -38,14 +38,7 @@ def _encode(target: Path, transfer: str) -> Path:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """Each transfer's source and what the pipeline made of it."""
-    directory = tmp_path_factory.mktemp("hdr")
-    made = {}
-    for transfer in (HLG, PQ, SDR):
-        source = _encode(directory / f"{transfer}.mp4", transfer)
-        output = directory / f"out-{transfer}.mp4"
-        pipeline.render(source, output, read_boxes(source))
-        made[transfer] = (source, output)
-    return made
+    return media.render_each(tmp_path_factory.mktemp("hdr"), (HLG, PQ, SDR), _encode)
 
 
 @pytest.mark.parametrize("transfer", [HLG, PQ, SDR])

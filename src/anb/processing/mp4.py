@@ -71,6 +71,14 @@ TRANSFERS = {  # colr's transfer characteristics (ISO/IEC 23091-2) -> ffmpeg's n
     16: "smpte2084",
     18: "arib-std-b67",
 }
+MATRICES = {  # colr's matrix coefficients (ISO/IEC 23091-2) -> ffmpeg's name
+    1: "bt709",
+    4: "fcc",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    9: "bt2020nc",
+}
 _TRACK_LAYOUT = {  # container -> the children read from it
     b"trak": {b"tkhd", b"edts", b"mdia"},
     b"edts": {b"elst"},
@@ -108,6 +116,7 @@ class VideoTrack:
     rotation: int  # degrees, as ffmpeg reports the display matrix
     peak_rate: Fraction  # of the fastest part, from the sample durations (see `_peak_rate`)
     transfer: str  # ffmpeg's name of the transfer function from `colr`; "" when not declared
+    matrix: str  # ffmpeg's name of the YCbCr matrix from `colr`; "" when not declared
     stream_index: int  # ffmpeg's index of the track's stream (`0:{index}`)
 
 
@@ -224,7 +233,7 @@ def _video_track(data: bytes, mdats: list[tuple[int, int]], file_size: int) -> V
     timescale, media_duration = _media_header(data, track.get(b"mdhd"))
     entry = _sample_entry(data, track.get(b"stsd"))
     _require_self_contained(data, track.get(b"dref"), entry)
-    codec, width, height, sample_aspect, transfer = _visual_sample_entry(data, entry)
+    codec, width, height, sample_aspect, (transfer, ycbcr) = _visual_sample_entry(data, entry)
     _check_sample_locations(data, track, mdats, file_size)
     counts, deltas = _sample_durations(data, track.get(b"stts"))
     return VideoTrack(
@@ -237,6 +246,7 @@ def _video_track(data: bytes, mdats: list[tuple[int, int]], file_size: int) -> V
         rotation=_rotation(matrix, movie.matrix),
         peak_rate=_peak_rate(counts, deltas, timescale),
         transfer=transfer,
+        matrix=ycbcr,
         stream_index=stream_index,
     )
 
@@ -378,9 +388,9 @@ def _require_self_contained(data: bytes, dref: Box | None, entry: Box) -> None:
         raise Unsupported("samples in another file")
 
 
-def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float, str]:
-    """Codec, stored width and height, pixel aspect and transfer function from the video
-    sample entry."""
+def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float, tuple[str, str]]:
+    """Codec, stored width and height, pixel aspect and colours (transfer function, matrix)
+    from the video sample entry."""
     codec = CODECS.get(entry.kind)
     if codec is None:
         raise Unsupported(f"codec {entry.kind!r}")
@@ -391,7 +401,7 @@ def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float,
     extensions = _children(data, entry, skip=_VISUAL_SAMPLE_ENTRY_BYTES)
     _CONFIG_CHECKS[entry.kind](data, extensions, entry.kind)
     sample_aspect = _pixel_aspect(data, _first(extensions, b"pasp"))
-    return codec, width, height, sample_aspect, _transfer(data, extensions)
+    return codec, width, height, sample_aspect, _colours(data, extensions)
 
 
 def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
@@ -401,14 +411,15 @@ def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
     return horizontal / vertical if horizontal and vertical else 1.0
 
 
-def _transfer(data: bytes, extensions: list[Box]) -> str:
-    """The transfer function a `colr` box of colour type `nclx` (ISO) or `nclc` (QuickTime)
-    declares: primaries, transfer and matrix codes (u16 each) follow the type."""
+def _colours(data: bytes, extensions: list[Box]) -> tuple[str, str]:
+    """The transfer function and matrix a `colr` box of colour type `nclx` (ISO) or `nclc`
+    (QuickTime) declares: primaries, transfer and matrix codes (u16 each) follow the type."""
     for box in extensions:
         colour_type = data[box.start : box.start + 4]
         if box.kind == b"colr" and box.end - box.start >= 10 and colour_type in (b"nclx", b"nclc"):
-            return TRANSFERS.get(_U16.unpack_from(data, box.start + 6)[0], "")
-    return ""
+            transfer = TRANSFERS.get(_U16.unpack_from(data, box.start + 6)[0], "")
+            return transfer, MATRICES.get(_U16.unpack_from(data, box.start + 8)[0], "")
+    return "", ""
 
 
 def _config(extensions: list[Box], kind: bytes) -> Box | None:

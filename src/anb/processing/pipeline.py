@@ -6,8 +6,9 @@ on the picture itself (placed and sized on the fitted picture, never on the bars
 and a closing bumper with the ANB logo (the clip starts on the card, not on black), and no
 audio. Timing follows the source's timestamps: the output runs at the source's nominal rate,
 that of its fastest part, exact as a fraction (30000/1001) and brought to at most 30 fps by
-keeping every n-th frame. HDR sources (PQ, HLG) are tone-mapped to SDR, and every output is
-tagged BT.709. For streaming: CRF under a VBV cap of 4 Mb/s, a keyframe every 2 s.
+keeping every n-th frame. HDR sources (PQ, HLG) are tone-mapped to SDR, the others' colours
+converted (BT.601, full range), and every output is tagged BT.709. For streaming: CRF under
+a VBV cap of 4 Mb/s, a keyframe every 2 s.
 Only the first 30 s of the input are read; the bumpers are drawn inside the same filter graph
 from the logo (one card frame, drawn once and repeated: a still costs almost nothing to
 encode).
@@ -245,8 +246,35 @@ def fitting(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
     picture = picture_rect(source)
     return (
         f"fps={output_fps(source)},"  # exact: 30000/1001
-        f"scale={picture.width}:{picture.height}:flags={encoder.scaler}"
+        f"scale={picture.width}:{picture.height}:flags={encoder.scaler}{to_bt709(source)}"
     )
+
+
+# ffmpeg's names of the YCbCr matrices -> the scale filter's
+_SCALE_MATRICES = {
+    "bt709": "bt709",
+    "smpte170m": "bt601",
+    "bt470bg": "bt601",
+    "fcc": "fcc",
+    "smpte240m": "smpte240m",
+    "bt2020nc": "bt2020",
+    "bt2020c": "bt2020",
+}
+
+
+def to_bt709(source: MediaInfo) -> str:
+    """The scale options that bring an SDR source's YCbCr to what the output is tagged:
+    the BT.709 matrix (an SD source's BT.601 colours, kept as they were, shifted reds and
+    greens once tagged BT.709) and limited range (a full-range source, as some phones and
+    webcams record, had its blacks and whites clipped by players). An untagged source is
+    taken as players take it: BT.601 up to SD sizes, BT.709 above (576 lines, 1280 wide).
+    HDR sources are converted by `tone_mapping`."""
+    if source.hdr:
+        return ""
+    matrix = _SCALE_MATRICES.get(source.matrix)
+    if matrix is None:
+        matrix = "bt709" if source.width >= 1280 or source.height > 576 else "bt601"
+    return f":in_color_matrix={matrix}:out_color_matrix=bt709:out_range=tv"
 
 
 def tone_mapping(source: MediaInfo) -> str:

@@ -42,7 +42,9 @@ _TBR = re.compile(r"([\d.]+)(k?) tbr")  # ffmpeg's guess of the base rate (r_fra
 _SAR = re.compile(r"SAR (\d+):(\d+)")
 # The pixel format's details, as in "yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67, progressive)"
 # (matrix/primaries/transfer), or "yuv420p(tv, bt709)" when the three are named alike.
-_COLOURS = re.compile(r"\w\((?:\w+, )?(?:[\w-]+/[\w-]+/([\w-]+)|(bt709|smpte170m|smpte240m)\b)")
+_COLOURS = re.compile(
+    r"\w\((?:\w+, )?(?:([\w-]+)/[\w-]+/([\w-]+)|(bt709|smpte170m|smpte240m|bt470bg)\b)"
+)
 HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ (HDR10, Dolby Vision) and HLG
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 
@@ -60,6 +62,7 @@ class MediaInfo:
     # `fps` is the average; None: take `fps`.
     peak_rate: Fraction | None = None
     transfer: str = ""  # ffmpeg's name of the transfer function; "" when not declared
+    matrix: str = ""  # ffmpeg's name of the YCbCr matrix (colour space); "" when not declared
     stream_index: int = 0  # ffmpeg's index of the video stream judged (`0:{index}`)
 
     @property
@@ -141,6 +144,7 @@ def read_boxes(path: Path) -> MediaInfo:
         rotation=track.rotation,
         peak_rate=track.peak_rate,
         transfer=track.transfer,
+        matrix=track.matrix,
         stream_index=track.stream_index,
     )
 
@@ -310,14 +314,22 @@ def parse_probe_output(stderr: str, returncode: int, durations: Mapping[int, flo
         sample_aspect=sample_aspect or 1.0,
         rotation=round(float(rotation.group(1))) % 360 if rotation else 0,
         peak_rate=_base_rate(stream.details),
-        transfer=_transfer(stream.line),
+        transfer=_colour(stream.line, _TRANSFER),
+        matrix=_colour(stream.line, _MATRIX),
         stream_index=stream.index,
     )
 
 
-def _transfer(stream_line: str) -> str:
+_MATRIX, _TRANSFER = 1, 2  # the groups of _COLOURS naming each, when not all alike
+
+
+def _colour(stream_line: str, group: int) -> str:
+    """The matrix or transfer function ffmpeg prints for the stream; "" when not declared."""
     found = _COLOURS.search(stream_line)
-    return (found.group(1) or found.group(2)) if found else ""
+    if found is None:
+        return ""
+    named = found.group(group) or found.group(3)
+    return "" if named in (None, "unknown") else named
 
 
 def _base_rate(details: str) -> Fraction | None:

@@ -1,0 +1,97 @@
+"""SDR sources of every YCbCr flavour phones and cameras record come out as the BT.709,
+limited-range colours the output is tagged with: the picture looks as the source did."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from anb.processing import pipeline
+from anb.processing.ffmpeg import ffmpeg_exe
+from anb.processing.probe import MediaInfo, probe, read_boxes
+from tests import media
+
+COLOURS = [(200, 50, 50), (40, 170, 60), (60, 80, 210), (235, 225, 40)]
+"""Four patches side by side: red, green, blue and yellow, where a wrong matrix shows most."""
+
+
+def _card(width: int, height: int) -> str:
+    """The four patches, as RGB, `width` x `height`."""
+    patch = width // len(COLOURS)
+    layers = [f"color=c=0x{r:02X}{g:02X}{b:02X}:s={patch}x{height}:d=1:r=30" for r, g, b in COLOURS]
+    inputs = "".join(f"{layer}[p{index}];" for index, layer in enumerate(layers))
+    stacked = "".join(f"[p{index}]" for index in range(len(COLOURS)))
+    return f"{inputs}{stacked}hstack=inputs={len(COLOURS)},format=gbrp"
+
+
+BT601 = "m=170m:p=170m:t=601:pin=170m:tin=601"  # zscale: matrix, primaries, transfer
+BT709 = "m=709:p=709:t=709:pin=709:tin=709"
+SOURCES = {
+    # name: (size, colours and range of the YCbCr, whether the file says so)
+    "sd-bt601-tagged": ((640, 480), BT601, "limited", True),
+    "sd-bt601-untagged": ((640, 480), BT601, "limited", False),
+    "hd-bt709-untagged": ((1280, 720), BT709, "limited", False),
+    "hd-bt709-full-range": ((1280, 720), BT709, "full", True),
+}
+UNTAGGED = "setparams=colorspace=unknown:color_primaries=unknown:color_trc=unknown"
+
+
+def _encode(target: Path, name: str) -> Path:
+    (width, height), colours, colour_range, tagged = SOURCES[name]
+    convert = f"zscale=min=gbr:rin=full:{colours}:r={colour_range},format=yuv420p"
+    if not tagged:  # zscale names what it made, which the encoder would write
+        convert += f",{UNTAGGED}"
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", f"{_card(width, height)},{convert}", "-c:v", "libx264", "-preset", "ultrafast",
+         "-qp", "0", str(target)],
+        check=True,
+    )  # fmt: skip
+    return target
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    return media.render_each(tmp_path_factory.mktemp("colours"), SOURCES, _encode)
+
+
+def _patches(image: list[list[tuple[int, int, int]]], source: Path) -> list[tuple[int, int, int]]:
+    """The colour at the middle of each patch of a frame of the card, where the picture is
+    (an SD card is pillar-boxed)."""
+    row = image[len(image) // 2]
+    picture = pipeline.picture_rect(read_boxes(source))
+    scale = len(row) / pipeline.WIDTH
+    patch = picture.width / len(COLOURS)
+    centres = [picture.x + patch * (index + 0.5) for index in range(len(COLOURS))]
+    return [row[int(centre * scale)] for centre in centres]
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_the_colours_come_out_as_they_went_in(
+    rendered: dict[str, tuple[Path, Path]], name: str
+) -> None:
+    """Before, BT.601 colours were passed through as BT.709 (the red patch, 200,50,50, came
+    out 210,62,46) and full-range ones as limited (209,39,39: contrast stretched, blacks and
+    whites clipped)."""
+    source, output = rendered[name]
+    assert "yuv420p(tv, bt709, progressive)" in media.streams(output).video_line
+    footage = media.frame(output, pipeline.BUMPER_SECONDS + 0.5)
+    for made, wanted in zip(_patches(footage, source), COLOURS, strict=True):
+        assert media.near(made, wanted, tolerance=6), (name, made, wanted)
+
+
+@pytest.mark.parametrize("name", ["sd-bt601-tagged", "hd-bt709-full-range"])
+def test_the_matrix_is_read_from_the_boxes_and_from_ffmpeg(
+    rendered: dict[str, tuple[Path, Path]], name: str
+) -> None:
+    source = rendered[name][0]
+    assert read_boxes(source).matrix == probe(source).matrix != ""
+
+
+def test_an_untagged_source_is_read_as_players_read_it() -> None:
+    """BT.601 up to SD sizes, BT.709 from 1280 wide or more than 576 lines."""
+    sd, hd = MediaInfo(1.0, 720, 576, "h264"), MediaInfo(1.0, 1280, 720, "h264")
+    assert "in_color_matrix=bt601" in pipeline.to_bt709(sd)
+    assert "in_color_matrix=bt709" in pipeline.to_bt709(hd)
