@@ -24,10 +24,11 @@ class Quality:
 
 
 def truth_filters(info: MediaInfo) -> str:
-    """The source as the pipeline fits it (same size and position), scaled with lanczos."""
+    """The source as the pipeline fits it (same size and position), scaled with lanczos, in
+    the colours the output is tagged with (BT.709, limited range: `pipeline.to_bt709`)."""
     width, height = pipeline.fitted_size(info)
     return (
-        f"scale={width}:{height}:flags=lanczos,setsar=1,"
+        f"scale={width}:{height}:flags=lanczos{pipeline.to_bt709(info)},setsar=1,"
         f"pad={pipeline.WIDTH}:{pipeline.HEIGHT}:(ow-iw)/2:(oh-ih)/2:color=black,"
         "format=yuv420p"
     )
