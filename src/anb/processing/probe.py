@@ -305,6 +305,7 @@ def parse_probe_output(stderr: str, returncode: int, durations: Mapping[int, flo
     fps, sar = _FPS.search(stream.details), _SAR.search(stream.details)
     rotation = _ROTATION.search(stream.side_data)
     sample_aspect = int(sar.group(1)) / int(sar.group(2)) if sar and int(sar.group(2)) else 1.0
+    transfer, matrix = _colours(stream.line)
     return MediaInfo(
         duration=duration,
         width=stream.width,
@@ -314,22 +315,23 @@ def parse_probe_output(stderr: str, returncode: int, durations: Mapping[int, flo
         sample_aspect=sample_aspect or 1.0,
         rotation=round(float(rotation.group(1))) % 360 if rotation else 0,
         peak_rate=_base_rate(stream.details),
-        transfer=_colour(stream.line, _TRANSFER),
-        matrix=_colour(stream.line, _MATRIX),
+        transfer=transfer,
+        matrix=matrix,
         stream_index=stream.index,
     )
 
 
-_MATRIX, _TRANSFER = 1, 2  # the groups of _COLOURS naming each, when not all alike
-
-
-def _colour(stream_line: str, group: int) -> str:
-    """The matrix or transfer function ffmpeg prints for the stream; "" when not declared."""
+def _colours(stream_line: str) -> tuple[str, str]:
+    """The transfer function and matrix ffmpeg prints for the stream; "" where not declared."""
     found = _COLOURS.search(stream_line)
     if found is None:
-        return ""
-    named = found.group(group) or found.group(3)
-    return "" if named in (None, "unknown") else named
+        return "", ""
+    matrix, transfer, alike = found.groups()
+    return _declared(transfer or alike), _declared(matrix or alike)
+
+
+def _declared(name: str | None) -> str:
+    return "" if name in (None, "unknown") else name
 
 
 def _base_rate(details: str) -> Fraction | None:
