@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -39,8 +40,13 @@ class LocalStorage:
         return self.path_of(key).is_file()
 
     def size(self, key: str) -> int | None:
-        path = self.path_of(key)
-        return path.stat().st_size if path.is_file() else None
+        """None when there is no such file, also when it goes (is moved) while looked at:
+        one stat, not a check and then a stat that a concurrent move can fall between."""
+        try:
+            status = self.path_of(key).stat()
+        except FileNotFoundError:
+            return None
+        return status.st_size if stat.S_ISREG(status.st_mode) else None
 
     def move(self, source_key: str, target_key: str) -> None:
         target = self.path_of(target_key)
