@@ -11,7 +11,7 @@ from pathlib import Path
 
 from anb.processing import pipeline
 from anb.processing.ffmpeg import ffmpeg_exe
-from anb.processing.probe import read_boxes
+from anb.processing.probe import read_media
 
 THUMB_W, THUMB_H = 128, 72  # frames are sampled at a tenth of 1280x720
 
@@ -37,7 +37,7 @@ def render_each(
     for name in names:
         source = encode(directory / f"{name}.mp4", name)
         output = directory / f"out-{name}.mp4"
-        pipeline.render(source, output, read_boxes(source))
+        pipeline.render(source, output, read_media(source))
         made[name] = (source, output)
     return made
 

@@ -327,6 +327,15 @@ def _avcc_without_sps(data: bytearray) -> None:
     data[avcc + 4 + 5] = 0xE0  # reserved bits, no SPS
 
 
+def _sps_of_zeros(data: bytearray) -> None:
+    """A High profile SPS (one that declares a bit depth) whose fields after the level
+    (Exp-Golomb codes) are zeros: codes without an end."""
+    sps = data.index(b"avcC", _box(data, *STBL, b"stsd")) + 4 + 6
+    length = struct.unpack_from(">H", data, sps)[0]
+    data[sps + 3] = 100
+    data[sps + 6 : sps + 2 + length] = bytes(length - 4)
+
+
 def _field(path: tuple[bytes, ...], at: int, fmt: str, value: int) -> Callable[[bytearray], None]:
     return lambda data: struct.pack_into(fmt, data, _box(data, *path) + at, value)
 
@@ -355,6 +364,7 @@ HOSTILE = {
         _field((b"moov", b"trak"), 0, ">I", 1), _field((b"moov", b"trak"), 8, ">Q", 2**63)
     ),
     "avcC_without_sps": _avcc_without_sps,
+    "sps_of_zeros": _sps_of_zeros,
 }
 
 

@@ -4,8 +4,9 @@ Only box headers and the `moov` box (track headers and sample tables) are read, 
 media data. Every count read from the file is checked against the bytes that would have to
 hold it, so a hostile file can make the reader neither allocate nor loop without bound, and
 anything wrong raises an `Mp4Error`. Layouts it does not handle (fragmented files, `stz2`,
-several sample descriptions, external data references, codecs missing from `CODECS`, ...)
-raise `Unsupported`, for the caller to ask ffmpeg instead.
+several sample descriptions, external data references, codecs missing from `CODECS`, a
+deep-colour track whose colours only its bitstream declares, ...) raise `Unsupported`, for
+the caller to ask ffmpeg instead.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ _SWAP = sys.byteorder == "little"  # the boxes are big-endian
 _VISUAL_SAMPLE_ENTRY_BYTES = 78  # the fields of a VisualSampleEntry before its child boxes
 _MPEG4_VISUAL = 0x20  # esds objectTypeIndication of MPEG-4 part 2 video
 _HEVC_PARAMETER_SETS = {32, 33, 34}  # VPS, SPS, PPS
+# H.264 profiles whose SPS declares a bit depth (High and above); the others are 8-bit.
+_AVC_HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
+_SPS_HEAD_BYTES = 16  # enough for the fields up to the bit depth
 TRANSFERS = {  # colr's transfer characteristics (ISO/IEC 23091-2) -> ffmpeg's name
     1: "bt709",
     4: "gamma22",
@@ -399,9 +403,14 @@ def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float,
     if not width or not height:
         raise Unsupported("no size in the sample entry")
     extensions = _children(data, entry, skip=_VISUAL_SAMPLE_ENTRY_BYTES)
-    _CONFIG_CHECKS[entry.kind](data, extensions, entry.kind)
+    bit_depth = _CONFIG_CHECKS[entry.kind](data, extensions, entry.kind)
     sample_aspect = _pixel_aspect(data, _first(extensions, b"pasp"))
-    return codec, width, height, sample_aspect, _colours(data, extensions)
+    colours = _colours(data, extensions)
+    if colours is None and bit_depth > 8:
+        # HDR (PQ, HLG) needs 10 bits; without `colr` only the bitstream says whether it is
+        # HDR, and ffmpeg reads that (this reader does not parse parameter sets).
+        raise Unsupported("colours declared only in the bitstream of a deep-colour track")
+    return codec, width, height, sample_aspect, colours or ("", "")
 
 
 def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
@@ -411,15 +420,16 @@ def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
     return horizontal / vertical if horizontal and vertical else 1.0
 
 
-def _colours(data: bytes, extensions: list[Box]) -> tuple[str, str]:
+def _colours(data: bytes, extensions: list[Box]) -> tuple[str, str] | None:
     """The transfer function and matrix a `colr` box of colour type `nclx` (ISO) or `nclc`
-    (QuickTime) declares: primaries, transfer and matrix codes (u16 each) follow the type."""
+    (QuickTime) declares: primaries, transfer and matrix codes (u16 each) follow the type.
+    ("", "") for codes without a name here; None without such a box."""
     for box in extensions:
         colour_type = data[box.start : box.start + 4]
         if box.kind == b"colr" and box.end - box.start >= 10 and colour_type in (b"nclx", b"nclc"):
             transfer = TRANSFERS.get(_U16.unpack_from(data, box.start + 6)[0], "")
             return transfer, MATRICES.get(_U16.unpack_from(data, box.start + 8)[0], "")
-    return "", ""
+    return None
 
 
 def _config(extensions: list[Box], kind: bytes) -> Box | None:
@@ -430,9 +440,10 @@ def _config(extensions: list[Box], kind: bytes) -> Box | None:
     return box
 
 
-def _check_avc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> None:
+def _check_avc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
     """avcC version 1 with whole parameter sets; `avc1` must carry at least one SPS and one
-    PPS (`avc3` may send them in-band)."""
+    PPS (`avc3` may send them in-band). The luma bit depth its first SPS declares (8
+    without one)."""
     avcc = _config(extensions, b"avcC")
     if avcc is None:
         raise Damaged("no avcC")
@@ -447,6 +458,31 @@ def _check_avc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> 
     _skip_nal_units(data, at + 1, end, pps_count, lambda header: header & 0x1F == 8)
     if entry_kind == b"avc1" and not (sps_count and pps_count):
         raise Damaged("avcC without SPS or PPS")
+    first_sps = avcc.start + 8  # past the length of the first SPS
+    return _avc_luma_bit_depth(data[first_sps : first_sps + _SPS_HEAD_BYTES]) if sps_count else 8
+
+
+def _avc_luma_bit_depth(sps: bytes) -> int:
+    """The bit depth an H.264 SPS declares: NAL header, profile, constraint flags, level,
+    then Exp-Golomb codes (seq_parameter_set_id, chroma_format_idc, [separate colour planes
+    flag], bit_depth_luma_minus8) for the High profiles."""
+    if sps[1] not in _AVC_HIGH_PROFILES:
+        return 8
+    bits = "".join(f"{byte:08b}" for byte in sps[4:].replace(b"\0\0\3", b"\0\0"))
+    _, at = _exp_golomb(bits, 0)
+    chroma_format, at = _exp_golomb(bits, at)
+    depth_minus_8, _ = _exp_golomb(bits, at + (chroma_format == 3))
+    return 8 + depth_minus_8
+
+
+def _exp_golomb(bits: str, at: int) -> tuple[int, int]:
+    """The unsigned Exp-Golomb code at `at` in a string of "0" and "1", and where it ends
+    (`Damaged` when it runs past the end)."""
+    zeros = bits.find("1", at) - at
+    end = at + 2 * zeros + 1
+    if zeros < 0 or end > len(bits):
+        raise Damaged("parameter set cut short")
+    return int(bits[at + zeros : end], 2) - 1, end
 
 
 def _skip_nal_units(
@@ -463,9 +499,9 @@ def _skip_nal_units(
     return at
 
 
-def _check_hevc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> None:
+def _check_hevc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
     """hvcC with whole NAL arrays; `hvc1` must carry its VPS, SPS and PPS (`hev1` may
-    send them in-band)."""
+    send them in-band). The luma bit depth it declares."""
     hvcc = _config(extensions, b"hvcC")
     if hvcc is None:
         raise Damaged("no hvcC")
@@ -483,29 +519,36 @@ def _check_hevc_config(data: bytes, extensions: list[Box], entry_kind: bytes) ->
             nal_types.add(nal_type)
     if entry_kind == b"hvc1" and not _HEVC_PARAMETER_SETS.issubset(nal_types):
         raise Damaged("hvcC without VPS, SPS or PPS")
+    return 8 + (data[hvcc.start + 17] & 0x07)  # bitDepthLumaMinus8
 
 
-def _check_av1_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> None:
+def _check_av1_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
+    """av1C version 1; 10 bits a sample when its high_bitdepth flag is set, 8 otherwise."""
     av1c = _config(extensions, b"av1C")
     if av1c is None:
         raise Unsupported("av01 without av1C")
     if av1c.end - av1c.start < 4 or data[av1c.start] != 0x81:  # marker bit, version 1
         raise Damaged("av1C is not version 1")
+    return 10 if data[av1c.start + 2] & 0x40 else 8
 
 
-def _check_vp9_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> None:
+def _check_vp9_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
+    """vpcC (a full box); the bit depth it declares."""
     vpcc = _config(extensions, b"vpcC")
     if vpcc is None:
         raise Unsupported("vp09 without vpcC")
     if vpcc.end - vpcc.start < 8:
         raise Damaged("vpcC cut short")
+    return data[vpcc.start + 6] >> 4
 
 
-def _check_mpeg4_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> None:
-    """`mp4v` is MPEG-4 part 2 only when its esds says so (it can carry MPEG-2 or JPEG)."""
+def _check_mpeg4_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
+    """`mp4v` is MPEG-4 part 2 only when its esds says so (it can carry MPEG-2 or JPEG);
+    8 bits a sample."""
     esds = _config(extensions, b"esds")
     if esds is None or _object_type(data, esds.start + 4, esds.end) != _MPEG4_VISUAL:
         raise Unsupported("mp4v that is not MPEG-4 part 2")
+    return 8
 
 
 def _object_type(data: bytes, at: int, end: int) -> int | None:
@@ -536,7 +579,8 @@ def _descriptor(data: bytes, at: int, end: int) -> tuple[int | None, int]:
     return None, end
 
 
-_CONFIG_CHECKS: dict[bytes, Callable[[bytes, list[Box], bytes], None]] = {
+# Each checks the codec's configuration box and answers the luma bit depth it declares.
+_CONFIG_CHECKS: dict[bytes, Callable[[bytes, list[Box], bytes], int]] = {
     b"avc1": _check_avc_config,
     b"avc3": _check_avc_config,
     b"hvc1": _check_hevc_config,

@@ -117,12 +117,18 @@ UNREADABLE = "no se pudo leer el archivo como video."
 def check_upload(path: Path, rules: UploadRules) -> MediaInfo:
     """The file's facts when it is acceptable; `UnacceptableVideo` saying why otherwise."""
     check_iso_bmff(path)
-    try:
-        info = read_boxes(path)
-    except mp4.Unsupported:
-        info = probe(path)
+    info = read_media(path)
     _check_rules(info, rules)
     return info
+
+
+def read_media(path: Path) -> MediaInfo:
+    """The main video track's facts, from the boxes or, when the reader cannot judge the
+    file, from ffmpeg (`probe`); `UnacceptableVideo` when there is no usable video."""
+    try:
+        return read_boxes(path)
+    except mp4.Unsupported:
+        return probe(path)
 
 
 def read_boxes(path: Path) -> MediaInfo:
