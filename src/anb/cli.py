@@ -1,4 +1,4 @@
-"""The `anb` command: serve | poll | process | migrate | leaderboard."""
+"""The `anb` command: serve | poll | process | migrate | posters | leaderboard."""
 
 from __future__ import annotations
 
@@ -60,13 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     poll = commands.add_parser("poll", help="process jobs from the SQS queue (ANB_QUEUE_URL)")
     poll.set_defaults(run=_poll)
 
-    process = commands.add_parser("process", help="turn a video into the published clip")
+    process = commands.add_parser(
+        "process", help="turn a video into the published clip and its poster (OUTPUT.jpg)"
+    )
     process.add_argument("input", type=Path)
     process.add_argument("output", type=Path)
     process.set_defaults(run=_process)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(run=_migrate)
+
+    posters = commands.add_parser(
+        "posters", help="make the posters of processed videos published without one"
+    )
+    posters.set_defaults(run=_posters)
 
     leaderboard = commands.add_parser(
         "leaderboard", help="the rankings' leaderboards in Redis, against the database"
@@ -233,7 +240,7 @@ def _poll(_args: argparse.Namespace) -> int:
 
 
 def _process(args: argparse.Namespace) -> int:
-    from anb.processing import pipeline
+    from anb.processing import pipeline, poster
     from anb.processing.probe import UnacceptableVideo, probe
 
     try:
@@ -243,15 +250,21 @@ def _process(args: argparse.Namespace) -> int:
         print(f"anb process: cannot read {args.input}: {reason}", file=sys.stderr)
         return 1
     progress = _progress_bar if sys.stderr.isatty() else None
+    image = args.output.with_suffix(".jpg")
     try:
         pipeline.render(args.input, args.output, source, on_progress=progress)
+        poster.make_poster(args.output, image, source, timeout_seconds=POSTER_TIMEOUT_SECONDS)
     except pipeline.PipelineFailed as exc:
         print(f"\nanb process: ffmpeg failed: {exc.reason}", file=sys.stderr)
         return 1
     if progress:
         progress(1.0)
         print(file=sys.stderr)
+    print(f"{args.output} and its poster {image}", file=sys.stderr)
     return 0
+
+
+POSTER_TIMEOUT_SECONDS = 120
 
 
 def _progress_bar(fraction: float) -> None:
@@ -268,6 +281,21 @@ def _migrate(_args: argparse.Namespace) -> int:
 
     print(f"database: {_schema_change(upgrade_to_head())}", file=sys.stderr)
     return 0
+
+
+def _posters(_args: argparse.Namespace) -> int:
+    """Exit 1 when a video is left without a poster (its clip missing, or unreadable)."""
+    from anb.storage import get_storage
+    from anb.worker.posters import Backfilled, backfill_posters
+
+    def say(video_id: str, outcome: Backfilled) -> None:
+        if outcome is not Backfilled.made:
+            print(f"  video {video_id}: {outcome.value}", file=sys.stderr)
+
+    found = backfill_posters(get_settings(), get_storage(), on_video=say)
+    done = ", ".join(f"{found[each]} {each.value}" for each in Backfilled if found[each])
+    print(f"posters: {done or 'every processed video has one'}", file=sys.stderr)
+    return 1 if found[Backfilled.clip_missing] or found[Backfilled.failed] else 0
 
 
 LEADERBOARD_LINES = 50  # differences listed by `anb leaderboard check`; the rest are counted

@@ -281,7 +281,7 @@ def test_keyframes_every_2_s_and_the_bitrate_capped(tmp_path: Path) -> None:
     assert bits / (end - start) <= 1.1 * cap, f"{bits / (end - start) / 1e6:.2f} Mb/s"
 
 
-def test_anb_process_writes_the_clip_and_shows_progress_on_a_terminal(
+def test_anb_process_writes_the_clip_and_its_poster_and_shows_progress_on_a_terminal(
     outputs: dict[str, Path], tmp_path: Path
 ) -> None:
     source = outputs["fast"].parent / "fast.mp4"
@@ -297,6 +297,10 @@ def test_anb_process_writes_the_clip_and_shows_progress_on_a_terminal(
     assert result.returncode == 0
     assert "processing [" in shown and "100%" in shown
     assert probe(target).width == 1280
+    poster = tmp_path / "clip.jpg"  # beside the clip
+    assert f"its poster {poster}" in shown
+    assert "Video: mjpeg" in media.streams(poster).video_line
+    assert "1280x720" in media.streams(poster).video_line
 
 
 def test_anb_process_refuses_an_unreadable_input_in_one_line(tmp_path: Path) -> None:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from anb.processing import pipeline
 from anb.processing.ffmpeg import ffmpeg_exe
-from anb.processing.probe import MediaInfo
+from anb.processing.probe import MediaInfo, read_media
 
 FOOTAGE_FRACTIONS = (1 / 3, 1 / 2, 2 / 3, 1 / 6)  # the moments tried, in order
 JPEG_QUALITY = 3  # mjpeg's quantiser scale (2 best .. 31): about 100 KB for busy footage
@@ -55,6 +56,16 @@ def make_poster(clip: Path, target: Path, source: MediaInfo, *, timeout_seconds:
             break
     assert brightest is not None  # FOOTAGE_FRACTIONS is not empty
     brightest[1].replace(target)
+
+
+def make_poster_of_published(clip: Path, target: Path, *, timeout_seconds: float) -> None:
+    """`make_poster` for a clip published without a poster, its source gone: the moments
+    are those `make_poster` would have tried, the footage being the clip less its bumpers."""
+    deadline = time.monotonic() + timeout_seconds
+    published = read_media(clip)
+    footage = max(0.0, published.duration - 2 * pipeline.BUMPER_SECONDS)
+    left = max(0.0, deadline - time.monotonic())
+    make_poster(clip, target, replace(published, duration=footage), timeout_seconds=left)
 
 
 def _extract_frame(clip: Path, target: Path, at: float, deadline: float) -> float:

@@ -8,8 +8,9 @@ their output.
 
 A poster that cannot be made fails the attempt as a failed render does: it is retried, and
 the last attempt marks the video failed. Publishing without it would leave the video
-without a poster for good (nothing makes one later), and what stops a poster (ffmpeg
-missing, the disk full, a clip that cannot be read back) would have stopped the render too.
+without a poster until someone ran `anb posters` (made for the clips published before
+posters), and what stops a poster (ffmpeg missing, the disk full, a clip that cannot be
+read back) would have stopped the render too.
 """
 
 from __future__ import annotations
