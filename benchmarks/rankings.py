@@ -1072,9 +1072,9 @@ def comparison(results: dict[str, dict], rounds: list[dict[str, dict]]) -> list[
         if kind == "freshness" or (kind in results["before"]["classes"]
                                    and kind in results["after"]["classes"]):  # fmt: skip
             old, new = (_p95(results[name], kind) for name in ("before", "after"))
-            each = [ratio(_p95(r["after"], kind), _p95(r["before"], kind)) for r in rounds]
             row = [kind, old, new, ratio(new, old)]
             if len(rounds) > 1:
+                each = (ratio(_p95(r["after"], kind), _p95(r["before"], kind)) for r in rounds)
                 row.append(" ".join(f"{value:.2f}" for value in each))
             lines.append(table.row(*row))
     return lines
@@ -1237,7 +1237,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": {k: str(v) for k, v in vars(args).items()},
             "serving": serving_stack(), "nproc": os.cpu_count(),
             "load_average_start": load_start, "elapsed_s": elapsed,
-            "results": rounds[0] if len(rounds) == 1 else rounds,
+            "medians": overall, "rounds": rounds,
         }, indent=1, default=str))  # fmt: skip
         print(f"figures in {args.out}")
     return status

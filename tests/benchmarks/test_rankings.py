@@ -174,7 +174,9 @@ def test_a_tiny_run_measures_every_class_and_agrees_with_sql(
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode in (0, MISSED), done.stdout + done.stderr  # latency is the machine's
-    after = json.loads(out.read_text())["results"]["after"]
+    figures = json.loads(out.read_text())
+    assert figures["medians"] == figures["rounds"][0]  # one round: its own median
+    after = figures["rounds"][0]["after"]
     classes = after["classes"]
     assert {"vote", "ranking_first_global", "ranking_first_city", "list_first"} <= set(classes)
     assert all(figures["errors"] == 0 for figures in classes.values()), classes
