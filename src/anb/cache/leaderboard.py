@@ -15,18 +15,17 @@ None (the caller uses its source of truth) and writes are skipped with a warning
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from functools import partial
+from typing import Any, cast
 
 import redis
-from redis.exceptions import LockNotOwnedError, RedisError
+
+from anb.cache.outages import RedisOutages
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-F = TypeVar("F")
 
 PREFIX = "anb:{lb}:"
 READY = PREFIX + "ready"
@@ -39,7 +38,6 @@ WRITE_CHUNK = 5000  # members per ZADD/HSET of a rebuild
 # right for a vote or a page) is too short for them: at 100 000 players, writing the boards
 # aside or reading them all took longer on a busy 2-core machine and failed the command.
 BULK_TIMEOUT_SECONDS = 60.0
-WARN_EVERY_SECONDS = 10
 
 # KEYS: ready, boards, labels, board…; ARGV: member, delta, label ('' for none)
 _ADD = """
@@ -151,7 +149,7 @@ class RedisLeaderboard:
     def __init__(self, client: redis.Redis) -> None:
         """`client` decodes responses (`decode_responses=True`)."""
         self.client = client
-        self._last_warning = 0.0
+        self._outages = RedisOutages(log, "ranking from the database")
         self._add = client.register_script(_ADD)
         self._page = client.register_script(_PAGE)
         self._swap = client.register_script(_SWAP)
@@ -176,14 +174,15 @@ class RedisLeaderboard:
         set its label if given. Skipped (False) while the boards are not complete, or when
         Redis cannot be reached."""
         keys = [READY, BOARDS, LABELS, *(_key(board) for board in boards)]
-        added = self._safely(lambda: self._add(keys=keys, args=[member, delta, label]), 0)
+        added = self._outages.call(lambda: self._add(keys=keys, args=[member, delta, label]), 0)
         return bool(added)
 
     def page(self, board: str, *, offset: int, limit: int) -> list[Ranked] | None:
         """`limit` rows from the `offset`-th (0-based) of `board`; None while the boards are
         not complete or Redis cannot be reached."""
         keys = [READY, _key(board), LABELS]
-        rows = self._safely(lambda: self._page(keys=keys, args=[offset, offset + limit - 1]), None)
+        last = offset + limit - 1
+        rows = self._outages.call(lambda: self._page(keys=keys, args=[offset, last]), None)
         if rows is None:
             return None
         return [
@@ -195,7 +194,7 @@ class RedisLeaderboard:
 
     def is_ready(self) -> bool | None:
         """Whether the boards are complete; None when Redis cannot be reached."""
-        return self._safely(lambda: bool(self.client.exists(READY)), None)
+        return self._outages.call(lambda: bool(self.client.exists(READY)), None)
 
     def lock(self, *, timeout_seconds: float) -> Callable[[], None] | None:
         """Take the rebuild lock without waiting: its release, or None if someone holds it
@@ -203,18 +202,9 @@ class RedisLeaderboard:
         lock = self.client.lock(
             LOCK, timeout=timeout_seconds, thread_local=False
         )  # released by the rebuild thread
-        if not self._safely(lambda: lock.acquire(blocking=False), False):
+        if not self._outages.call(lambda: lock.acquire(blocking=False), False):
             return None
-
-        def release() -> None:
-            try:
-                lock.release()
-            except LockNotOwnedError:
-                pass  # expired meanwhile: not ours any more
-            except RedisError as error:
-                self._warn(error)
-
-        return release
+        return partial(self._outages.release, lock)
 
     def replace(self, boards: Mapping[str, Mapping[str, int]], labels: Mapping[str, str]) -> None:
         """Make the boards exactly these (written aside, then swapped in atomically) and
@@ -271,19 +261,6 @@ class RedisLeaderboard:
         keys = cast("list[str]", list(self.bulk.scan_iter(match=PREFIX + "*", count=1000)))
         if keys:
             self.bulk.delete(*keys)
-
-    def _safely(self, call: Callable[[], T], fallback: F) -> T | F:
-        try:
-            return call()
-        except RedisError as error:
-            self._warn(error)
-            return fallback
-
-    def _warn(self, error: RedisError) -> None:
-        now = time.monotonic()
-        if now - self._last_warning > WARN_EVERY_SECONDS:
-            self._last_warning = now
-            log.warning("Redis unavailable, ranking from the database: %s", error)
 
 
 def _key(board: str) -> str:

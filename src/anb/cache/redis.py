@@ -7,21 +7,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import cast
 
 import redis
-from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
 from anb.cache.leaderboard import RedisLeaderboard
+from anb.cache.outages import RedisOutages
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-F = TypeVar("F")
 
 LOCK_SECONDS = 10  # longest a computation may hold a key's lock
 WAIT_STEP_SECONDS = 0.05
-WARN_EVERY_SECONDS = 10
 _HIT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -34,7 +31,7 @@ class RedisCache:
         """`client` decodes responses (`decode_responses=True`, as `from_url` makes it)."""
         self.client = client
         self.max_wait_seconds = max_wait_seconds
-        self._last_warning = 0.0
+        self._outages = RedisOutages(log, "answering from the database")
         self._leaderboard: RedisLeaderboard | None = None
 
     @classmethod
@@ -44,13 +41,13 @@ class RedisCache:
 
     def get(self, key: str) -> str | None:
         # str, not bytes: the client decodes responses, which redis-py's types cannot tell
-        return self._safely(lambda: cast("str | None", self.client.get(key)), None)
+        return self._outages.call(lambda: cast("str | None", self.client.get(key)), None)
 
     def set(self, key: str, value: str, *, ttl_seconds: int) -> None:
-        self._safely(lambda: self.client.set(key, value, ex=ttl_seconds), None)
+        self._outages.call(lambda: self.client.set(key, value, ex=ttl_seconds), None)
 
     def incr(self, key: str) -> int:
-        return self._safely(lambda: int(self.client.incr(key)), 0)
+        return self._outages.call(lambda: int(self.client.incr(key)), 0)
 
     def incr_all(self, keys: list[str]) -> list[int] | None:
         """The new counts, or None when Redis did not answer."""
@@ -61,7 +58,7 @@ class RedisCache:
                 pipeline.incr(key)
             return [int(count) for count in pipeline.execute()]
 
-        return self._safely(pipelined, None)
+        return self._outages.call(pipelined, None)
 
     def peek(self, key: str) -> str | None:
         return None  # nothing can be read from Redis without a round trip
@@ -77,12 +74,13 @@ class RedisCache:
 
     def claim(self, key: str, *, seconds: float) -> bool:
         milliseconds = max(1, round(seconds * 1000))
-        return self._safely(lambda: bool(self.client.set(key, "1", nx=True, px=milliseconds)), True)
+        outages = self._outages
+        return outages.call(lambda: bool(self.client.set(key, "1", nx=True, px=milliseconds)), True)
 
     def hit(self, key: str, *, window_seconds: int) -> tuple[int, int]:
         """Atomic in Redis, so every API process counts against one limit. Without Redis
         nothing is counted (limits are a protection, not a dependency)."""
-        result = self._safely(lambda: self.client.eval(_HIT, 1, key, window_seconds), None)
+        result = self._outages.call(lambda: self.client.eval(_HIT, 1, key, window_seconds), None)
         if result is None:
             return 0, window_seconds
         count, ttl = result
@@ -93,22 +91,14 @@ class RedisCache:
         if value is not None:
             return value
         lock: Lock = self.client.lock(f"{key}:lock", timeout=LOCK_SECONDS)
-        if self._safely(lambda: lock.acquire(blocking=False), True):
+        if self._outages.call(lambda: lock.acquire(blocking=False), True):
             try:
                 value = compute()
                 self.set(key, value, ttl_seconds=ttl_seconds)
                 return value
             finally:
-                self._release(lock)
+                self._outages.release(lock)  # it may have expired: computing took over LOCK_SECONDS
         return self._wait_for(key) or compute()
-
-    def _release(self, lock: Lock) -> None:
-        try:
-            lock.release()
-        except LockNotOwnedError:
-            pass  # it expired meanwhile (computing took over LOCK_SECONDS): not ours any more
-        except RedisError as error:
-            self._warn(error)
 
     def _wait_for(self, key: str) -> str | None:
         """Another process is computing `key`: wait a little for its result."""
@@ -122,16 +112,3 @@ class RedisCache:
 
     def check(self) -> None:
         self.client.ping()
-
-    def _safely(self, call: Callable[[], T], fallback: F) -> T | F:
-        try:
-            return call()
-        except RedisError as error:
-            self._warn(error)
-            return fallback
-
-    def _warn(self, error: RedisError) -> None:
-        now = time.monotonic()
-        if now - self._last_warning > WARN_EVERY_SECONDS:
-            self._last_warning = now
-            log.warning("Redis unavailable, answering from the database: %s", error)
