@@ -18,9 +18,10 @@ Three encodes of each, run alternately, `--rounds` times:
 For each: median wall and user-CPU seconds, output bytes, and the VMAF (libvmaf's default
 model) and SSIM of its 30 s of footage (opening bumper skipped with an accurate seek) against
 the source fitted into 1280x720 with lanczos (`benchmarks.quality`). Beside them, in the same
-rounds, the floor: the source's 30 s decoded, brought to the output rate and scaled as every
-encode of it must (`-f null`: nothing encoded), which no encoder can go under; its share of
-the production encode's wall time says how much of the time target is left to the encoder.
+rounds, two lower bounds (`-f null`: nothing encoded): the floor, the source's 30 s decoded,
+brought to the output rate and scaled as every encode of it must, which no encoder can go
+under, and the decoding alone; their shares of the production encode's wall time say how
+much of the time target is left to the encoder, and to the scaling.
 Then videos/min through our pipeline at concurrency 1 and 2 on the first clip.
 
 Targets, on every clip: VMAF ours >= production - 1, bytes ours <= production, wall time
@@ -81,7 +82,8 @@ REFERENCE_GRAPH = (
     "[c][wm]overlay=W-w-20:H-h-20,format=yuv420p[v]"
 )
 ENCODES = ("ours", "production", "reference")
-FLOOR = "floor"
+FLOOR, DECODE = "floor", "decode"
+LOWER_BOUNDS = (FLOOR, DECODE)
 
 
 @dataclass(frozen=True)
@@ -166,16 +168,23 @@ class Bench:
     def floor(self, output: Path) -> None:
         """The decoding and scaling every encode of the clip does, and nothing encoded
         (`output` is left empty)."""
+        self._decode(output, "-vf", pipeline.fitting(self.info))
+
+    def decode(self, output: Path) -> None:
+        """The decoding alone (`output` is left empty)."""
+        self._decode(output)
+
+    def _decode(self, output: Path, *filters: str) -> None:
         ffmpeg(
             "-loglevel", "error", "-t", f"{pipeline.footage_seconds(self.info):.3f}",
             "-i", str(self.source), "-map", pipeline.footage_stream(self.info),
-            "-vf", pipeline.fitting(self.info), "-f", "null", "-",
+            *filters, "-f", "null", "-",
         )  # fmt: skip
         output.write_bytes(b"")
 
     def encode(self, name: str) -> Callable[[Path], None]:
         encodes = {"ours": self.ours, "production": self.production, "reference": self.reference}
-        return {**encodes, FLOOR: self.floor}[name]
+        return {**encodes, FLOOR: self.floor, DECODE: self.decode}[name]
 
     def output(self, name: str) -> Path:
         return self.work / f"out-{name}-{self.clip.name}.mp4"
@@ -185,10 +194,10 @@ def bumper_seconds(name: str) -> float:
     return REF_BUMPER_SECONDS if name == "reference" else pipeline.BUMPER_SECONDS
 
 
-def compare(bench: Bench, rounds: int) -> tuple[dict[str, Result], list[Run]]:
-    """Alternate the three encodes and the floor `rounds` times: each encode's runs with the
-    quality of its last output, and the floor's runs."""
-    runs: dict[str, list[Run]] = {name: [] for name in (*ENCODES, FLOOR)}
+def compare(bench: Bench, rounds: int) -> tuple[dict[str, Result], dict[str, list[Run]]]:
+    """Alternate the three encodes and the lower bounds `rounds` times: each encode's runs
+    with the quality of its last output, and each lower bound's runs."""
+    runs: dict[str, list[Run]] = {name: [] for name in (*ENCODES, *LOWER_BOUNDS)}
     for n in range(1, rounds + 1):
         for name in runs:
             output = bench.output(name)
@@ -202,7 +211,7 @@ def compare(bench: Bench, rounds: int) -> tuple[dict[str, Result], list[Run]]:
         )
         for name in ENCODES
     }
-    return results, runs[FLOOR]
+    return results, {name: runs[name] for name in LOWER_BOUNDS}
 
 
 def videos_per_minute(bench: Bench, concurrency: int, renders: int) -> float:
@@ -230,7 +239,9 @@ COMPARISON = Table(
 )
 
 
-def print_comparison(bench: Bench, results: dict[str, Result], floor: list[Run]) -> None:
+def print_comparison(
+    bench: Bench, results: dict[str, Result], bounds: dict[str, list[Run]]
+) -> None:
     size = bench.source.stat().st_size / MB
     print(f"\n{bench.clip.name}: {bench.clip.about} ({bench.source.name}, {size:.1f} MB)")
     print(COMPARISON.header())
@@ -250,17 +261,18 @@ def print_comparison(bench: Bench, results: dict[str, Result], floor: list[Run])
             f"{ours.quality.ssim - production.quality.ssim:+.4f}",
         )
     )
-    floor_wall = statistics.median(run.wall for run in floor)
-    floor_cpu = statistics.median(run.cpu for run in floor)
-    print(COMPARISON.row(FLOOR, floor_wall, floor_cpu, "-", "-", "-"))
-    print(
-        COMPARISON.row(
-            "floor/prod",
-            f"{ratio(floor_wall, production.wall):.3f}",
-            f"{ratio(floor_cpu, production.cpu):.3f}",
-            "-", "-", "-",
-        )
-    )  # fmt: skip
+    for name, runs in bounds.items():
+        wall = statistics.median(run.wall for run in runs)
+        cpu = statistics.median(run.cpu for run in runs)
+        print(COMPARISON.row(name, wall, cpu, "-", "-", "-"))
+        print(
+            COMPARISON.row(
+                f"{name}/prod",
+                f"{ratio(wall, production.wall):.3f}",
+                f"{ratio(cpu, production.cpu):.3f}",
+                "-", "-", "-",
+            )
+        )  # fmt: skip
     paired = [
         ratio(mine.wall, theirs.wall)
         for mine, theirs in zip(ours.runs, production.runs, strict=True)
@@ -324,8 +336,8 @@ def run(clips: list[content.Clip], rounds: int, renders: int, work: Path) -> int
     benches, results = [], {}
     for clip in clips:
         benches.append(load_bench(clip, intro, work))
-        results[clip.name], floor = compare(benches[-1], rounds)
-        print_comparison(benches[-1], results[clip.name], floor)
+        results[clip.name], bounds = compare(benches[-1], rounds)
+        print_comparison(benches[-1], results[clip.name], bounds)
     if renders:
         print(f"\nthroughput, our pipeline, {renders} renders of {benches[0].source.name}:")
         for concurrency in (1, 2):
