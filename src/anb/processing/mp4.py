@@ -5,8 +5,9 @@ media data. Every count read from the file is checked against the bytes that wou
 hold it, so a hostile file can make the reader neither allocate nor loop without bound, and
 anything wrong raises an `Mp4Error`. Layouts it does not handle (fragmented files, `stz2`,
 several sample descriptions, external data references, codecs missing from `CODECS`, a
-deep-colour track whose colours only its bitstream declares, ...) raise `Unsupported`, for
-the caller to ask ffmpeg instead.
+deep-colour track whose colours only its HEVC or AV1 bitstream declares, ...) raise
+`Unsupported`, for the caller to ask ffmpeg instead. Without `colr`, an H.264 track's colours
+are read from its SPS (`h264_sps`), as players and ffmpeg read them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from itertools import accumulate, chain, repeat
 from operator import add, itemgetter, mul, sub
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
+
+from anb.processing import h264_sps
 
 CODECS = {  # sample entry type -> ffmpeg's codec name
     b"avc1": "h264",
@@ -59,9 +62,6 @@ _SWAP = sys.byteorder == "little"  # the boxes are big-endian
 _VISUAL_SAMPLE_ENTRY_BYTES = 78  # the fields of a VisualSampleEntry before its child boxes
 _MPEG4_VISUAL = 0x20  # esds objectTypeIndication of MPEG-4 part 2 video
 _HEVC_PARAMETER_SETS = {32, 33, 34}  # VPS, SPS, PPS
-# H.264 profiles whose SPS declares a bit depth (High and above); the others are 8-bit.
-_AVC_HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
-_SPS_HEAD_BYTES = 16  # enough for the fields up to the bit depth
 TRANSFERS = {  # colr's transfer characteristics (ISO/IEC 23091-2) -> ffmpeg's name
     1: "bt709",
     4: "gamma22",
@@ -403,12 +403,12 @@ def _visual_sample_entry(data: bytes, entry: Box) -> tuple[str, int, int, float,
     if not width or not height:
         raise Unsupported("no size in the sample entry")
     extensions = _children(data, entry, skip=_VISUAL_SAMPLE_ENTRY_BYTES)
-    bit_depth = _CONFIG_CHECKS[entry.kind](data, extensions, entry.kind)
+    facts = _CONFIG_CHECKS[entry.kind](data, extensions, entry.kind)
     sample_aspect = _pixel_aspect(data, _first(extensions, b"pasp"))
-    colours = _colours(data, extensions)
-    if colours is None and bit_depth > 8:
-        # HDR (PQ, HLG) needs 10 bits; without `colr` only the bitstream says whether it is
-        # HDR, and ffmpeg reads that (this reader does not parse parameter sets).
+    colours = _colours(data, extensions) or facts.colours  # `colr` first, as ffmpeg takes it
+    if colours is None and facts.bit_depth > 8:
+        # HDR (PQ, HLG) needs 10 bits; without `colr`, only the bitstream says whether it is
+        # HDR, and ffmpeg reads that (this reader reads only H.264's parameter sets).
         raise Unsupported("colours declared only in the bitstream of a deep-colour track")
     return codec, width, height, sample_aspect, colours or ("", "")
 
@@ -420,6 +420,13 @@ def _pixel_aspect(data: bytes, pasp: Box | None) -> float:
     return horizontal / vertical if horizontal and vertical else 1.0
 
 
+class _CodecFacts(NamedTuple):
+    """What a codec configuration box declares of the samples."""
+
+    bit_depth: int  # of luma samples
+    colours: tuple[str, str] | None = None  # (transfer, matrix), if it declares them
+
+
 def _colours(data: bytes, extensions: list[Box]) -> tuple[str, str] | None:
     """The transfer function and matrix a `colr` box of colour type `nclx` (ISO) or `nclc`
     (QuickTime) declares: primaries, transfer and matrix codes (u16 each) follow the type.
@@ -427,9 +434,13 @@ def _colours(data: bytes, extensions: list[Box]) -> tuple[str, str] | None:
     for box in extensions:
         colour_type = data[box.start : box.start + 4]
         if box.kind == b"colr" and box.end - box.start >= 10 and colour_type in (b"nclx", b"nclc"):
-            transfer = TRANSFERS.get(_U16.unpack_from(data, box.start + 6)[0], "")
-            return transfer, MATRICES.get(_U16.unpack_from(data, box.start + 8)[0], "")
+            return _named(*_TWO_U16.unpack_from(data, box.start + 6))
     return None
+
+
+def _named(transfer: int, matrix: int) -> tuple[str, str]:
+    """ffmpeg's names of a transfer and a matrix code (ISO/IEC 23091-2), "" if unnamed."""
+    return TRANSFERS.get(transfer, ""), MATRICES.get(matrix, "")
 
 
 def _config(extensions: list[Box], kind: bytes) -> Box | None:
@@ -440,10 +451,9 @@ def _config(extensions: list[Box], kind: bytes) -> Box | None:
     return box
 
 
-def _check_avc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
+def _check_avc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> _CodecFacts:
     """avcC version 1 with whole parameter sets; `avc1` must carry at least one SPS and one
-    PPS (`avc3` may send them in-band). The luma bit depth its first SPS declares (8
-    without one)."""
+    PPS (`avc3` may send them in-band). The bit depth and colours its first SPS declares."""
     avcc = _config(extensions, b"avcC")
     if avcc is None:
         raise Damaged("no avcC")
@@ -458,31 +468,14 @@ def _check_avc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> 
     _skip_nal_units(data, at + 1, end, pps_count, lambda header: header & 0x1F == 8)
     if entry_kind == b"avc1" and not (sps_count and pps_count):
         raise Damaged("avcC without SPS or PPS")
-    first_sps = avcc.start + 8  # past the length of the first SPS
-    return _avc_luma_bit_depth(data[first_sps : first_sps + _SPS_HEAD_BYTES]) if sps_count else 8
-
-
-def _avc_luma_bit_depth(sps: bytes) -> int:
-    """The bit depth an H.264 SPS declares: NAL header, profile, constraint flags, level,
-    then Exp-Golomb codes (seq_parameter_set_id, chroma_format_idc, [separate colour planes
-    flag], bit_depth_luma_minus8) for the High profiles."""
-    if sps[1] not in _AVC_HIGH_PROFILES:
-        return 8
-    bits = "".join(f"{byte:08b}" for byte in sps[4:].replace(b"\0\0\3", b"\0\0"))
-    _, at = _exp_golomb(bits, 0)
-    chroma_format, at = _exp_golomb(bits, at)
-    depth_minus_8, _ = _exp_golomb(bits, at + (chroma_format == 3))
-    return 8 + depth_minus_8
-
-
-def _exp_golomb(bits: str, at: int) -> tuple[int, int]:
-    """The unsigned Exp-Golomb code at `at` in a string of "0" and "1", and where it ends
-    (`Damaged` when it runs past the end)."""
-    zeros = bits.find("1", at) - at
-    end = at + 2 * zeros + 1
-    if zeros < 0 or end > len(bits):
-        raise Damaged("parameter set cut short")
-    return int(bits[at + zeros : end], 2) - 1, end
+    if not sps_count:
+        return _CodecFacts(bit_depth=8)
+    length = _U16.unpack_from(data, avcc.start + 6)[0]
+    try:
+        sps = h264_sps.read_sps(data[avcc.start + 8 : avcc.start + 8 + length])
+    except h264_sps.BadParameterSet as exc:
+        raise Damaged(str(exc)) from exc
+    return _CodecFacts(sps.bit_depth, None if sps.colours is None else _named(*sps.colours))
 
 
 def _skip_nal_units(
@@ -499,7 +492,7 @@ def _skip_nal_units(
     return at
 
 
-def _check_hevc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
+def _check_hevc_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> _CodecFacts:
     """hvcC with whole NAL arrays; `hvc1` must carry its VPS, SPS and PPS (`hev1` may
     send them in-band). The luma bit depth it declares."""
     hvcc = _config(extensions, b"hvcC")
@@ -519,36 +512,36 @@ def _check_hevc_config(data: bytes, extensions: list[Box], entry_kind: bytes) ->
             nal_types.add(nal_type)
     if entry_kind == b"hvc1" and not _HEVC_PARAMETER_SETS.issubset(nal_types):
         raise Damaged("hvcC without VPS, SPS or PPS")
-    return 8 + (data[hvcc.start + 17] & 0x07)  # bitDepthLumaMinus8
+    return _CodecFacts(bit_depth=8 + (data[hvcc.start + 17] & 0x07))  # bitDepthLumaMinus8
 
 
-def _check_av1_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
+def _check_av1_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> _CodecFacts:
     """av1C version 1; 10 bits a sample when its high_bitdepth flag is set, 8 otherwise."""
     av1c = _config(extensions, b"av1C")
     if av1c is None:
         raise Unsupported("av01 without av1C")
     if av1c.end - av1c.start < 4 or data[av1c.start] != 0x81:  # marker bit, version 1
         raise Damaged("av1C is not version 1")
-    return 10 if data[av1c.start + 2] & 0x40 else 8
+    return _CodecFacts(bit_depth=10 if data[av1c.start + 2] & 0x40 else 8)
 
 
-def _check_vp9_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
+def _check_vp9_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> _CodecFacts:
     """vpcC (a full box); the bit depth it declares."""
     vpcc = _config(extensions, b"vpcC")
     if vpcc is None:
         raise Unsupported("vp09 without vpcC")
     if vpcc.end - vpcc.start < 8:
         raise Damaged("vpcC cut short")
-    return data[vpcc.start + 6] >> 4
+    return _CodecFacts(bit_depth=data[vpcc.start + 6] >> 4)
 
 
-def _check_mpeg4_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> int:
+def _check_mpeg4_config(data: bytes, extensions: list[Box], entry_kind: bytes) -> _CodecFacts:
     """`mp4v` is MPEG-4 part 2 only when its esds says so (it can carry MPEG-2 or JPEG);
     8 bits a sample."""
     esds = _config(extensions, b"esds")
     if esds is None or _object_type(data, esds.start + 4, esds.end) != _MPEG4_VISUAL:
         raise Unsupported("mp4v that is not MPEG-4 part 2")
-    return 8
+    return _CodecFacts(bit_depth=8)
 
 
 def _object_type(data: bytes, at: int, end: int) -> int | None:
@@ -579,8 +572,8 @@ def _descriptor(data: bytes, at: int, end: int) -> tuple[int | None, int]:
     return None, end
 
 
-# Each checks the codec's configuration box and answers the luma bit depth it declares.
-_CONFIG_CHECKS: dict[bytes, Callable[[bytes, list[Box], bytes], int]] = {
+# Each checks the codec's configuration box and answers what it declares of the samples.
+_CONFIG_CHECKS: dict[bytes, Callable[[bytes, list[Box], bytes], _CodecFacts]] = {
     b"avc1": _check_avc_config,
     b"avc3": _check_avc_config,
     b"hvc1": _check_hevc_config,
