@@ -29,24 +29,31 @@ def _card(width: int, height: int) -> str:
 BT601 = "m=170m:p=170m:t=601:pin=170m:tin=601"  # zscale: matrix, primaries, transfer
 BT709 = "m=709:p=709:t=709:pin=709:tin=709"
 SOURCES = {
-    # name: (size, colours and range of the YCbCr, whether the file says so)
-    "sd-bt601-tagged": ((640, 480), BT601, "limited", True),
-    "sd-bt601-untagged": ((640, 480), BT601, "limited", False),
-    "hd-bt709-untagged": ((1280, 720), BT709, "limited", False),
-    "hd-bt709-full-range": ((1280, 720), BT709, "full", True),
+    # name: (size, colours and range of the YCbCr, where the file says so: in the `colr`
+    # box and the stream, nowhere, or in the H.264 stream only)
+    "sd-bt601-tagged": ((640, 480), BT601, "limited", "file"),
+    "sd-bt601-untagged": ((640, 480), BT601, "limited", "nowhere"),
+    "hd-bt709-untagged": ((1280, 720), BT709, "limited", "nowhere"),
+    "hd-bt709-full-range": ((1280, 720), BT709, "full", "file"),
+    "hd-bt601-full-range": ((1280, 720), BT601, "full", "file"),
+    # as many Android phones record: declared in the H.264 stream only (no `colr` box)
+    "hd-bt601-full-range-in-the-stream": ((1280, 720), BT601, "full", "stream"),
 }
 UNTAGGED = "setparams=colorspace=unknown:color_primaries=unknown:color_trc=unknown"
 
 
 def _encode(target: Path, name: str) -> Path:
-    (width, height), colours, colour_range, tagged = SOURCES[name]
+    (width, height), colours, colour_range, said = SOURCES[name]
     convert = f"zscale=min=gbr:rin=full:{colours}:r={colour_range},format=yuv420p"
-    if not tagged:  # zscale names what it made, which the encoder would write
+    declared = []
+    if said != "file":  # zscale names what it made, which the encoder and muxer would write
         convert += f",{UNTAGGED}"
+    if said == "stream":  # only the encoder says it (the SPS's VUI)
+        declared = ["-x264-params", "colormatrix=bt470bg:fullrange=on"]
     subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
          "-i", f"{_card(width, height)},{convert}", "-c:v", "libx264", "-preset", "ultrafast",
-         "-qp", "0", str(target)],
+         "-qp", "0", *declared, str(target)],
         check=True,
     )  # fmt: skip
     return target
@@ -82,7 +89,9 @@ def test_the_colours_come_out_as_they_went_in(
         assert media.near(made, wanted, tolerance=6), (name, made, wanted)
 
 
-@pytest.mark.parametrize("name", ["sd-bt601-tagged", "hd-bt709-full-range"])
+@pytest.mark.parametrize(
+    "name", ["sd-bt601-tagged", "hd-bt709-full-range", "hd-bt601-full-range-in-the-stream"]
+)
 def test_the_matrix_is_read_from_the_boxes_and_from_ffmpeg(
     rendered: dict[str, tuple[Path, Path]], name: str
 ) -> None:
@@ -93,5 +102,7 @@ def test_the_matrix_is_read_from_the_boxes_and_from_ffmpeg(
 def test_an_untagged_source_is_read_as_players_read_it() -> None:
     """BT.601 up to SD sizes, BT.709 from 1280 wide or more than 576 lines."""
     sd, hd = MediaInfo(1.0, 720, 576, "h264"), MediaInfo(1.0, 1280, 720, "h264")
-    assert "in_color_matrix=bt601" in pipeline.to_bt709(sd)
-    assert "in_color_matrix=bt709" in pipeline.to_bt709(hd)
+    assert pipeline.source_matrix(sd) == "smpte170m"
+    assert "ispace=smpte170m" in pipeline.fitting(sd)
+    assert pipeline.source_matrix(hd) == "bt709"
+    assert "colorspace" not in pipeline.fitting(hd)  # nothing to convert
