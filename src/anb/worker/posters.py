@@ -90,9 +90,8 @@ def _backfill(settings: Settings, storage: Storage, video_id: str, clip_key: str
             poster.make_poster_of_published(
                 clip, image, timeout_seconds=settings.job_timeout_seconds
             )
-        except (pipeline.PipelineFailed, UnacceptableVideo) as exc:
-            reason = getattr(exc, "reason", None) or getattr(exc, "detail", "")
-            log.warning("video %s: no poster could be made: %s", video_id, reason)
+        except (pipeline.PipelineFailed, UnacceptableVideo) as exc:  # both say why in str()
+            log.warning("video %s: no poster could be made: %s", video_id, exc)
             return Backfilled.failed
         poster_key = poster_key_for(video_id, uuid.uuid4().hex)
         storage.put_file(image, poster_key)
