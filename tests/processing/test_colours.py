@@ -106,3 +106,19 @@ def test_an_untagged_source_is_read_as_players_read_it() -> None:
     assert "ispace=smpte170m" in pipeline.fitting(sd)
     assert pipeline.source_matrix(hd) == "bt709"
     assert "colorspace" not in pipeline.fitting(hd)  # nothing to convert
+
+
+@pytest.mark.parametrize(
+    "matrix", ["bt709", "smpte170m", "bt470bg", "fcc", "smpte240m", "bt2020nc", "bt2020c"]
+)
+def test_every_matrix_ffmpeg_names_is_converted_by_the_pipeline_s_filters(matrix: str) -> None:
+    """ffmpeg runs the fitting filters for each matrix its probe may report (its colorspace
+    filter refuses some of its own names, `bt2020c`)."""
+    source = MediaInfo(1.0, 1920, 1080, "h264", matrix=matrix)
+    done = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=s=1920x1080:r=30:d=0.1,format=yuv420p",
+         "-vf", pipeline.fitting(source), "-f", "null", "-"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr

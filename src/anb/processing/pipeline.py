@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from anb.processing.ffmpeg import ffmpeg_exe
 from anb.processing.probe import MediaInfo
@@ -259,7 +259,7 @@ def fitting(source: MediaInfo, encoder: Encoder = ENCODER) -> str:
 def source_matrix(source: MediaInfo) -> str:
     """ffmpeg's name of the source's YCbCr matrix: the one it declares, else the one players
     take for an undeclared one, BT.601 up to SD sizes and BT.709 above (576 lines, 1280 wide)."""
-    if source.matrix in _SCALE_MATRICES:
+    if source.matrix in _MATRICES:
         return source.matrix
     return "bt709" if source.width >= 1280 or source.height > 576 else "smpte170m"
 
@@ -274,21 +274,27 @@ def matrix_to_bt709(source: MediaInfo) -> str:
     the rest of the scaling. Whole render of 1080p BT.601 sources, median of 3 alternate
     runs: CPU -17.5% on the clip it was found on, -10.7% and -8.5% on two others (one-off
     script); colours as accurate (tests/processing/test_colours.py)."""
-    matrix = source_matrix(source)
-    if source.hdr or matrix == "bt709":
+    space = _MATRICES[source_matrix(source)].colorspace
+    if source.hdr or space == "bt709":
         return ""
-    return f",colorspace=iall=bt709:ispace={matrix}:irange=tv:all=bt709:range=tv:fast=1"
+    return f",colorspace=iall=bt709:ispace={space}:irange=tv:all=bt709:range=tv:fast=1"
 
 
-# ffmpeg's names of the YCbCr matrices -> the scale filter's
-_SCALE_MATRICES = {
-    "bt709": "bt709",
-    "smpte170m": "bt601",
-    "bt470bg": "bt601",
-    "fcc": "fcc",
-    "smpte240m": "smpte240m",
-    "bt2020nc": "bt2020",
-    "bt2020c": "bt2020",
+class _MatrixNames(NamedTuple):
+    scale: str  # the scale filter's name of a matrix
+    colorspace: str  # the colorspace filter's
+
+
+# ffmpeg's names of the YCbCr matrices -> the filters'. Constant-luminance BT.2020 is converted
+# as the non-constant one, which both filters implement (colorspace refuses `bt2020c`).
+_MATRICES = {
+    "bt709": _MatrixNames("bt709", "bt709"),
+    "smpte170m": _MatrixNames("bt601", "smpte170m"),
+    "bt470bg": _MatrixNames("bt601", "bt470bg"),
+    "fcc": _MatrixNames("fcc", "fcc"),
+    "smpte240m": _MatrixNames("smpte240m", "smpte240m"),
+    "bt2020nc": _MatrixNames("bt2020", "bt2020nc"),
+    "bt2020c": _MatrixNames("bt2020", "bt2020nc"),
 }
 
 
@@ -299,7 +305,7 @@ def to_bt709(source: MediaInfo) -> str:
     pipeline's `fitting` does in two cheaper steps; the benchmark's reference uses this."""
     if source.hdr:
         return ""
-    matrix = _SCALE_MATRICES[source_matrix(source)]
+    matrix = _MATRICES[source_matrix(source)].scale
     return f":in_color_matrix={matrix}:out_color_matrix=bt709:out_range=tv"
 
 
